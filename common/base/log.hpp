@@ -28,6 +28,7 @@ template <class... A> void debug(fmt::format_string<A...> f, A&&... a) { at(Leve
 template <class... A> void info(fmt::format_string<A...> f, A&&... a) { at(Level::info, {}, f, std::forward<A>(a)...); }
 template <class... A> void warn(fmt::format_string<A...> f, A&&... a) { at(Level::warn, {}, f, std::forward<A>(a)...); }
 template <class... A> void error(fmt::format_string<A...> f, A&&... a) { at(Level::error, {}, f, std::forward<A>(a)...); }
+template <class... A> void critical(fmt::format_string<A...> f, A&&... a) { at(Level::critical, {}, f, std::forward<A>(a)...); }
 
 // A logger bound to a context such as "tx=Ab3d" or "smtp=17".
 class Logger {

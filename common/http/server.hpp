@@ -49,8 +49,9 @@ class Server {
   // every connection.
   Task<void> shutdown(std::chrono::milliseconds grace);
 
+ struct Impl;  // public so server.cpp's free functions can name it
+
  private:
-  struct Impl;
   std::shared_ptr<Impl> impl_;
 };
 
