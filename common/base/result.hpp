@@ -49,6 +49,9 @@ inline const char* errc_name(Errc c) {
 template <class T>
 class [[nodiscard]] Result {
  public:
+  // Default: an internal error (Asio's co_spawn needs default-constructible
+  // results).
+  Result() : v_(std::in_place_index<1>, Errc::internal, "uninitialized result") {}
   Result(T v) : v_(std::in_place_index<0>, std::move(v)) {}  // NOLINT implicit
   Result(Error e) : v_(std::in_place_index<1>, std::move(e)) {}  // NOLINT implicit
   bool ok() const { return v_.index() == 0; }

@@ -1,0 +1,31 @@
+#pragma once
+// Content-Range and x-finalize-blob-length handling for blob PUTs
+// (spec/rest-api.md §8.1).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/base/result.hpp"
+
+namespace koukan::router {
+
+struct ContentRange {
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;                 // inclusive
+  std::optional<std::uint64_t> total;     // nullopt for '*'
+  std::uint64_t length() const { return last - first + 1; }
+};
+
+// "bytes <first>-<last>/<total|*>"; anything else (other units, "*/N",
+// last < first, garbage) is Errc::bad_request.
+Result<ContentRange> parse_content_range(std::string_view v);
+
+// What the server now holds: "bytes 0-<stored-1>/<total|*>", or
+// "bytes */<total|*>" when nothing is stored yet.
+std::string format_content_range(std::uint64_t stored, std::optional<std::uint64_t> total);
+
+// Strict non-negative decimal (no sign, no spaces, fits in 63 bits).
+std::optional<std::uint64_t> parse_decimal(std::string_view v);
+
+}  // namespace koukan::router

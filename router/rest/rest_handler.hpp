@@ -1,0 +1,38 @@
+#pragma once
+// The router's REST transaction API (spec/rest-api.md §3-§8, §10): a pure
+// Request -> Response handler over Storage; testable without sockets.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/async/task.hpp"
+#include "common/http/types.hpp"
+
+namespace koukan::router {
+
+class RouterConfig;
+class Storage;
+class VersionCache;
+
+struct RestOptions {
+  std::string session_uri;   // this replica, no trailing slash
+  std::string service_uri;   // load-balanced alias (defaults to session_uri)
+  std::size_t chunk_size = 1 << 20;       // blob append piece
+  std::size_t max_json_body = 16u << 20;  // create/PATCH JSON limit
+  std::size_t rest_id_entropy = 16;
+  std::chrono::seconds max_long_poll{30};
+};
+
+class RestHandler {
+ public:
+  RestHandler(const RouterConfig& config, Storage& storage, BlockingPool& pool,
+              VersionCache& cache, RestOptions opts);
+  ~RestHandler();
+  Task<http::Response> handle(http::Request& req);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace koukan::router

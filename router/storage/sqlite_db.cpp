@@ -1,0 +1,155 @@
+// SQLite backend of db::Conn (SQLiteCpp). One connection per pool slot;
+// compiled statements are cached per connection.
+#include <sqlite3.h>
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Exception.h>
+#include <SQLiteCpp/Statement.h>
+
+#include <unordered_map>
+
+#include "router/storage/db.hpp"
+
+namespace koukan::router::db {
+namespace {
+
+DbError to_db_error(const SQLite::Exception& e) {
+  const int code = e.getErrorCode();
+  const int ext = e.getExtendedErrorCode();
+  auto kind = DbError::Kind::other;
+  if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+    kind = DbError::Kind::busy;
+  } else if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) {
+    kind = DbError::Kind::unique;
+  } else if (code == SQLITE_CANTOPEN || code == SQLITE_IOERR || code == SQLITE_FULL) {
+    kind = DbError::Kind::connection;
+  }
+  return DbError(kind, std::string("sqlite: ") + e.what());
+}
+
+class SqliteConn final : public Conn {
+ public:
+  SqliteConn(const std::string& path, int busy_ms, const ClockOffset* offset)
+      : db_(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX, busy_ms),
+        offset_(offset) {
+    db_.exec("PRAGMA journal_mode=WAL");
+    db_.exec("PRAGMA foreign_keys=ON");
+    db_.exec("PRAGMA synchronous=FULL");
+  }
+
+  void begin(bool write) override {
+    run_simple(write ? "BEGIN IMMEDIATE" : "BEGIN");
+  }
+  void commit() override { run_simple("COMMIT"); }
+  void rollback() noexcept override {
+    try {
+      if (!db_.getHandle() || sqlite3_get_autocommit(db_.getHandle())) return;
+      db_.exec("ROLLBACK");
+    } catch (...) {
+    }
+  }
+
+  Rows query(std::string_view sql, std::initializer_list<Param> params) override {
+    return run(sql, params.begin(), params.end(), nullptr);
+  }
+  Rows query(std::string_view sql, const std::vector<Param>& params) override {
+    return run(sql, params.data(), params.data() + params.size(), nullptr);
+  }
+  std::int64_t exec(std::string_view sql, std::initializer_list<Param> params) override {
+    std::int64_t changes = 0;
+    run(sql, params.begin(), params.end(), &changes);
+    return changes;
+  }
+  void exec_script(std::string_view sql) override {
+    try {
+      db_.exec(std::string(sql));
+    } catch (const SQLite::Exception& e) {
+      throw to_db_error(e);
+    }
+  }
+
+ private:
+  void run_simple(const char* sql) {
+    try {
+      db_.exec(sql);
+    } catch (const SQLite::Exception& e) {
+      throw to_db_error(e);
+    }
+  }
+
+  SQLite::Statement& statement(std::string_view sql) {
+    std::string text = translate(sql, /*sqlite=*/true, offset_ ? offset_->load() : 0);
+    auto it = cache_.find(text);
+    if (it == cache_.end()) {
+      if (cache_.size() > 256) cache_.clear();
+      auto st = std::make_unique<SQLite::Statement>(db_, text);
+      it = cache_.emplace(std::move(text), std::move(st)).first;
+    }
+    return *it->second;
+  }
+
+  Rows run(std::string_view sql, const Param* pb, const Param* pe, std::int64_t* changes) {
+    static const char kEmpty[1] = {0};
+    try {
+      SQLite::Statement& st = statement(sql);
+      st.reset();
+      st.clearBindings();
+      int idx = 1;
+      for (const Param* p = pb; p != pe; ++p, ++idx) {
+        switch (p->kind) {
+          case Param::Kind::null: st.bind(idx); break;
+          case Param::Kind::i64:
+          case Param::Kind::boolean: st.bind(idx, static_cast<int64_t>(p->i)); break;
+          case Param::Kind::text: st.bind(idx, std::string(p->s)); break;
+          case Param::Kind::blob:
+            st.bindNoCopy(idx, p->s.empty() ? static_cast<const void*>(kEmpty) : p->s.data(),
+                          static_cast<int>(p->s.size()));
+            break;
+        }
+      }
+      Rows rows;
+      while (st.executeStep()) {
+        const int n = st.getColumnCount();
+        Row row(static_cast<std::size_t>(n));
+        for (int c = 0; c < n; ++c) {
+          SQLite::Column col = st.getColumn(c);
+          Cell& cell = row[static_cast<std::size_t>(c)];
+          if (col.isNull()) continue;
+          cell.null = false;
+          if (col.isInteger()) {
+            cell.i = col.getInt64();
+          } else if (col.isFloat()) {
+            cell.i = static_cast<std::int64_t>(col.getDouble());
+          } else {
+            const char* b = static_cast<const char*>(col.getBlob());
+            cell.s.assign(b ? b : "", static_cast<std::size_t>(col.getBytes()));
+          }
+        }
+        rows.push_back(std::move(row));
+      }
+      if (changes) *changes = sqlite3_changes(db_.getHandle());
+      st.reset();
+      st.clearBindings();  // drop no-copy blob pointers
+      return rows;
+    } catch (const SQLite::Exception& e) {
+      throw to_db_error(e);
+    }
+  }
+
+  SQLite::Database db_;
+  const ClockOffset* offset_;
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
+};
+
+}  // namespace
+
+std::unique_ptr<Conn> open_sqlite(const std::string& path, int busy_timeout_ms,
+                                  const ClockOffset* offset) {
+  try {
+    return std::make_unique<SqliteConn>(path, busy_timeout_ms, offset);
+  } catch (const SQLite::Exception& e) {
+    throw DbError(DbError::Kind::connection, std::string("sqlite open ") + path + ": " + e.what());
+  }
+}
+
+}  // namespace koukan::router::db
