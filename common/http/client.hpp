@@ -21,6 +21,8 @@ struct ClientOptions {
   std::optional<std::string> ca_file;   // CA bundle instead of system CAs
   std::size_t max_idle_per_host = 8;
   std::size_t response_body_limit = 16 * 1024 * 1024;
+  // A pooled connection idle longer than this is closed, not reused.
+  std::chrono::milliseconds idle_timeout{30'000};
 };
 
 struct ClientRequest {

@@ -84,16 +84,31 @@ std::string_view reason_phrase(int s) {
     case 304: return "Not Modified";
     case 307: return "Temporary Redirect";
     case 308: return "Permanent Redirect";
+    case 202: return "Accepted";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
     case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
     case 412: return "Precondition Failed";
     case 413: return "Payload Too Large";
+    case 415: return "Unsupported Media Type";
     case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     default: return "Unknown";
@@ -111,8 +126,11 @@ Result<Url> parse_url(std::string_view s) {
   auto slash = s.find_first_of("/?");
   std::string_view hostport = s.substr(0, slash);
   u.target = slash == std::string_view::npos ? "/" : std::string(s.substr(slash));
-  if (!u.target.empty() && u.target[0] == '?') u.target = "/" + u.target;
+  if (auto h = u.target.find('#'); h != std::string::npos) u.target.resize(h);
+  if (u.target.empty() || u.target[0] == '?') u.target = "/" + u.target;
   if (hostport.empty()) return Error(Errc::bad_request, "URL without host");
+  if (hostport.find('@') != std::string_view::npos)
+    return Error(Errc::bad_request, "URL with user info is not supported");
   std::string_view host = hostport, port;
   if (hostport.front() == '[') {
     auto close = hostport.find(']');
@@ -127,6 +145,9 @@ Result<Url> parse_url(std::string_view s) {
     port = hostport.substr(c + 1);
   }
   u.host = std::string(host);
+  if (u.host.empty()) return Error(Errc::bad_request, "URL without host");
+  for (unsigned char c : u.host)
+    if (c <= 0x20 || c >= 0x7f) return Error(Errc::bad_request, "bad host in URL");
   if (port.empty()) {
     u.port = u.scheme == "https" ? 443 : 80;
   } else {
