@@ -26,7 +26,9 @@ TEST(ContentRange, RejectsMalformed) {
                           "bytes 0-9/5", "bytes -1-2/*", "", "bytes 0-1/*x", "bytes 0-99999999999999999999/*"}) {
     auto r = parse_content_range(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_EQ(r.error().code, Errc::bad_request);
+    if (!r.ok()) {
+      EXPECT_EQ(r.error().code, Errc::bad_request);
+    }
   }
 }
 
