@@ -14,7 +14,7 @@ ninja -C "$BUILD" -j"$(nproc)"
 
 PGDIR=$(mktemp -d /tmp/koukan-test-pg.XXXXXX)
 PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-cleanup() { scripts/pg-test-server.sh stop "$PGDIR" || true; rm -rf "$PGDIR"; }
+cleanup() { "$ROOT/scripts/pg-test-server.sh" stop "$PGDIR" || true; rm -rf "$PGDIR"; }
 trap cleanup EXIT
 export KOUKAN_TEST_PG_URL=$(scripts/pg-test-server.sh start "$PGDIR" "$PGPORT")
 echo "test PostgreSQL: $KOUKAN_TEST_PG_URL"

@@ -50,9 +50,15 @@ class PgConn final : public Conn {
   PgConn(const std::string& url, const ClockOffset* offset) : conn_(url), offset_(offset) {}
   ~PgConn() override { rollback(); }
 
-  void begin(bool) override {
+  void begin(bool write) override {
     try {
-      tx_ = std::make_unique<pqxx::work>(conn_);
+      // Writers: READ COMMITTED + row locks. Readers: one consistent snapshot
+      // across the (two) queries of a load.
+      if (write) {
+        tx_ = std::make_unique<pqxx::work>(conn_);
+      } else {
+        tx_ = std::make_unique<pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>>(conn_);
+      }
     } catch (...) {
       rethrow_pg();
     }
@@ -161,7 +167,7 @@ class PgConn final : public Conn {
 
   pqxx::connection conn_;
   const ClockOffset* offset_;
-  std::unique_ptr<pqxx::work> tx_;
+  std::unique_ptr<pqxx::transaction_base> tx_;
 };
 
 }  // namespace

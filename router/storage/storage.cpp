@@ -152,7 +152,6 @@ class SqlStorage final : public Storage {
       return rows.at(0).at(0).i;
     });
     if (r.ok()) {
-      session_uri_ = uri;
       session_id_.store(*r);
       log::info("storage: session {} opened ({}, {})", *r, engine(), uri);
     }
@@ -307,6 +306,16 @@ class SqlStorage final : public Storage {
       const bool has_mb = row[7].i != 0;
       const bool real_final = reason && *reason != kOneshotReason;
 
+      // Only the owner writes a leased tx; a pure cancel goes straight to the
+      // database from any replica (rest-api.md §7.5).
+      const bool pure_cancel = w.cancel && !w.json && !w.attempt_responses &&
+                               !w.final_attempt_reason && !w.clear_oneshot && !w.retry_after &&
+                               !w.next_attempt_time && !w.release_lease && !w.notification_done &&
+                               !w.create_body_if_absent && !w.require_lease;
+      if (lessee && *lessee != me && !pure_cancel) {
+        auto s = x.c.query("SELECT uri FROM Sessions WHERE id = $1 AND live", {Param::int64(*lessee)});
+        if (!s.empty()) fail(Errc::redirect, s[0][0].s);
+      }
       if (expected && *expected != version) fail(Errc::precondition_failed, "update conflict");
       const bool need_lease = w.require_lease || w.attempt_responses || w.release_lease;
       if (need_lease && !(lessee && me != 0 && *lessee == me)) {
@@ -890,7 +899,6 @@ class SqlStorage final : public Storage {
   db::Pool pool_;
   std::atomic<std::int64_t> session_id_{0};
   std::atomic<bool> session_dead_{false};
-  std::string session_uri_;
 };
 
 std::string strip_driver(const std::string& url) {

@@ -255,7 +255,10 @@ class Storage {
   virtual Result<TxRecord> load(const std::string& rest_id) = 0;
   virtual Result<TxStatus> status(const std::string& rest_id) = 0;
   // expected_version nullopt: no precondition (only meaningful for cancel /
-  // ping). Version mismatch -> precondition_failed.
+  // ping). Checks in order: unknown -> not_found; leased by another live
+  // session -> redirect (except a pure cancel, which any replica may write);
+  // version mismatch -> precondition_failed; lease needed (attempt_responses,
+  // release_lease, require_lease) but not mine -> conflict.
   virtual Result<WriteResult> write(const std::string& rest_id,
                                     std::optional<std::int64_t> expected_version,
                                     const TxWrite& w) = 0;
