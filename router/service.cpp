@@ -112,7 +112,10 @@ int run_router(const std::string& config_path, Mode mode) {
   VersionCache cache(io.get_executor(), std::chrono::seconds(cfg->storage.cache_ttl));
   constexpr std::size_t kDbThreads = 4;
   StorageOptions sopts;
-  sopts.max_connections = kDbThreads + 1;
+  // SQLite has one writer at a time: with several connections, concurrent
+  // writers spin in busy_timeout sleeps (p99 300 ms at 16 clients in
+  // bench/router_bench.sh). One connection turns that into a FIFO queue.
+  sopts.max_connections = cfg->storage.kind == StorageKind::sqlite ? 1 : kDbThreads + 1;
   sopts.chunk_size = rl.chunk_size;
   sopts.on_change = [&cache](const std::string& id, std::int64_t v) { cache.notify(id, v); };
   auto st = open_storage(cfg->storage.url, sopts);
