@@ -227,9 +227,10 @@ Task<Result<std::unique_ptr<Conn>>> connect(asio::any_io_executor ex, ssl::conte
       auto verifier = ssl::host_name_verification(url.host);
       conn->tls->set_verify_callback(verifier);
     }
+    conn->lowest().expires_at(deadline);
     auto [hec] = co_await conn->tls->async_handshake(ssl::stream_base::client, tuple_awaitable);
     if (hec) {
-      if (hec.category() == asio::error::get_ssl_category()) {
+      if (hec.category() == asio::error::get_ssl_category() && Clock::now() < deadline) {
         std::string reason = hec.message();
         long vr = SSL_get_verify_result(ssl_handle);
         if (vr != X509_V_OK) reason += std::string(" (") + X509_verify_cert_error_string(vr) + ")";

@@ -14,6 +14,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <limits>
 #include <map>
 
@@ -140,13 +141,16 @@ bool valid_header_value(std::string_view v) {
 using BeastResponse = bhttp::response<bhttp::string_body>;
 
 // Not a template: builds the wire response once for both stream types.
-void build_response(BeastResponse& res, Response resp, bool keep_alive) {
+// Header names go out lower-case (rest-api.md §2.1), including ours.
+// A response to HEAD keeps its content-length but sends no body.
+void build_response(BeastResponse& res, Response resp, bool keep_alive, unsigned request_version, bool head) {
   if (resp.status < 200 || resp.status > 599) {
     log::error("http: handler returned invalid status {}", resp.status);
     resp = json_error(500, "internal error");
   }
   res.version(11);
   res.result(static_cast<unsigned>(resp.status));
+  std::string name;
   for (const auto& h : resp.headers.all()) {
     if (iequals(h.name, "content-length") || iequals(h.name, "transfer-encoding") ||
         iequals(h.name, "connection"))
@@ -155,19 +159,25 @@ void build_response(BeastResponse& res, Response resp, bool keep_alive) {
       log::warn("http: dropping invalid response header '{}'", h.name);
       continue;
     }
-    res.insert(h.name, h.value);
+    name = h.name;
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    res.insert(name, h.value);
   }
   if (resp.status != 204 && resp.status != 304) {
-    res.body() = std::move(resp.body);
-    res.content_length(res.body().size());
+    res.set("content-length", std::to_string(resp.body.size()));
+    if (!head) res.body() = std::move(resp.body);
   }
-  res.keep_alive(keep_alive);
+  if (!keep_alive)
+    res.set("connection", "close");
+  else if (request_version < 11)
+    res.set("connection", "keep-alive");
 }
 
 template <class Stream>
-Task<bool> write_response(Stream& stream, const ServerOptions& opts, Response resp, bool keep_alive) {
+Task<bool> write_response(Stream& stream, const ServerOptions& opts, Response resp, bool keep_alive,
+                          unsigned request_version = 11, bool head = false) {
   BeastResponse res;
-  build_response(res, std::move(resp), keep_alive);
+  build_response(res, std::move(resp), keep_alive, request_version, head);
   beast::get_lowest_layer(stream).expires_after(opts.write_timeout);
   auto [ec, n] = co_await bhttp::async_write(stream, res, tuple_awaitable);
   co_return !ec;
@@ -278,12 +288,22 @@ Task<End> serve_requests(std::shared_ptr<Server::Impl> impl, Stream& stream, std
       bool ok = co_await write_response(stream, opts, std::move(r), false);
       co_return ok ? End::linger : End::gone;
     }
+    if (parser.get().count(bhttp::field::transfer_encoding) != 0 && !parser.chunked()) {
+      // RFC 9112 §6.3: without chunked as the final coding the body length
+      // is unknowable; Beast would read no body and parse the rest as the
+      // next request (smuggling). Refuse and close.
+      Response r = json_error(400, "unsupported transfer-encoding");
+      bool ok = co_await write_response(stream, opts, std::move(r), false);
+      co_return ok ? End::linger : End::gone;
+    }
     impl->set_busy(id, true);
 
     Request req;
     fill_request(req, parser, remote);
     bool expect_continue = false;
-    if (auto e = req.headers.get("expect")) expect_continue = iequals(*e, "100-continue");
+    // RFC 9110 §10.1.1: an HTTP/1.0 request's 100-continue is ignored.
+    if (auto e = req.headers.get("expect"); e && parser.get().version() >= 11)
+      expect_continue = iequals(*e, "100-continue");
     ParserBodyReader<Stream> reader(stream, buf, parser, opts, expect_continue && !parser.is_done());
     req.body = &reader;
 
@@ -319,7 +339,9 @@ Task<End> serve_requests(std::shared_ptr<Server::Impl> impl, Stream& stream, std
         if (!parser.is_done()) keep = false;
       }
     }
-    bool ok = co_await write_response(stream, opts, std::move(resp), keep);
+    const unsigned version = parser.get().version();
+    const bool head = req.method == "HEAD";
+    bool ok = co_await write_response(stream, opts, std::move(resp), keep, version, head);
     impl->set_busy(id, false);
     if (!ok) co_return End::gone;
     if (!keep) co_return (parser.is_done() && buf.size() == 0) ? End::close : End::linger;
