@@ -204,11 +204,12 @@ struct RestHandler::Impl {
     std::optional<std::string> inm_raw;
     if (auto h = req.headers.get("if-none-match")) inm_raw = std::string(*h);
     std::chrono::milliseconds budget = o.max_long_poll;
-    if (auto rt = req.headers.get("request-timeout")) {
+    // Without If-None-Match this is a point read and request-timeout is
+    // ignored (rest-api.md §6.2).
+    if (auto rt = req.headers.get("request-timeout"); rt && inm_raw) {
       auto secs = parse_decimal(*rt);
       if (!secs) co_return http::error_response(Errc::bad_request, "invalid request-timeout header");
-      if (inm_raw)
-        budget = std::min<std::chrono::milliseconds>(budget, std::chrono::seconds(*secs));
+      budget = std::min<std::chrono::milliseconds>(budget, std::chrono::seconds(*secs));
     }
     auto rec = co_await load(id);
     if (!rec.ok()) co_return http::error_response(rec.error());
