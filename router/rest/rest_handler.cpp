@@ -9,6 +9,7 @@
 
 #include "common/base/ids.hpp"
 #include "common/base/log.hpp"
+#include "common/base/metrics.hpp"
 #include "common/http/error.hpp"
 #include "common/json/transaction.hpp"
 #include "router/config/router_config.hpp"
@@ -51,6 +52,35 @@ Response with_etag(Response r, std::int64_t version) {
   r.headers.set("etag", std::to_string(version));
   return r;
 }
+
+// Prometheus metrics (GET /metrics).
+metrics::Metric m_req_create("koukan_rest_requests_total", "REST requests by route", "counter", R"(route="create")");
+metrics::Metric m_req_get("koukan_rest_requests_total", "REST requests by route", "counter", R"(route="get")");
+metrics::Metric m_req_patch("koukan_rest_requests_total", "REST requests by route", "counter", R"(route="patch")");
+metrics::Metric m_req_put("koukan_rest_requests_total", "REST requests by route", "counter", R"(route="put")");
+metrics::Metric m_req_cancel("koukan_rest_requests_total", "REST requests by route", "counter", R"(route="cancel")");
+metrics::Metric m_req_other("koukan_rest_requests_total", "REST requests by route", "counter", R"(route="other")");
+metrics::Metric m_resp_2xx("koukan_rest_responses_total", "REST responses by status class", "counter", R"(class="2xx")");
+metrics::Metric m_resp_3xx("koukan_rest_responses_total", "REST responses by status class", "counter", R"(class="3xx")");
+metrics::Metric m_resp_4xx("koukan_rest_responses_total", "REST responses by status class", "counter", R"(class="4xx")");
+metrics::Metric m_resp_5xx("koukan_rest_responses_total", "REST responses by status class", "counter", R"(class="5xx")");
+metrics::Metric m_created("koukan_transactions_created_total", "transactions created over REST", "counter");
+metrics::Metric m_blob_bytes("koukan_blob_bytes_appended_total", "blob bytes committed by PUTs", "counter");
+metrics::Metric m_long_polls("koukan_long_polls_waiting", "GETs currently waiting for a change", "gauge");
+
+void count_response(int status) {
+  if (status < 300) m_resp_2xx.inc();
+  else if (status < 400) m_resp_3xx.inc();
+  else if (status < 500) m_resp_4xx.inc();
+  else m_resp_5xx.inc();
+}
+
+// Decrements a gauge on scope exit (also when a coroutine is destroyed).
+struct GaugeGuard {
+  metrics::Metric& m;
+  explicit GaugeGuard(metrics::Metric& g) : m(g) { m.inc(); }
+  ~GaugeGuard() { m.dec(); }
+};
 
 }  // namespace
 
@@ -192,6 +222,7 @@ struct RestHandler::Impl {
     auto f = [this, spec = std::move(spec)]() { return storage.create(spec); };
     auto rec = co_await offload(pool, std::move(f));
     if (!rec.ok()) co_return http::error_response(rec.error());
+    m_created.inc();
     log::Logger lg("tx=" + rec->rest_id);
     lg.info("created sender={} tag={} incremental={}", sender_name, tag.value_or(""), incremental);
     Response r = tx_response(201, *rec);
@@ -221,6 +252,7 @@ struct RestHandler::Impl {
     // database once a second for writes by other replicas.
     const auto deadline = std::chrono::steady_clock::now() + budget;
     const std::int64_t known = rec->version;
+    GaugeGuard waiting(m_long_polls);
     for (;;) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
@@ -351,6 +383,7 @@ struct RestHandler::Impl {
       a.offset = offset;
       a.total = total;
       a.create_body_if_absent = create_body && offset == 0;
+      const auto nbytes = static_cast<std::int64_t>(data.size());
       auto f = [this, a, data = std::move(data)]() mutable {
         a.data = data;
         return storage.append_blob(a);
@@ -373,6 +406,7 @@ struct RestHandler::Impl {
         co_return;
       }
       last = *r;
+      m_blob_bytes.inc(nbytes);
     };
 
     if (finalize_len) {
@@ -440,34 +474,54 @@ RestHandler::RestHandler(const RouterConfig& config, Storage& storage, BlockingP
 RestHandler::~RestHandler() = default;
 
 Task<Response> RestHandler::handle(Request& req) {
+  Response r = co_await dispatch(req);
+  count_response(r.status);
+  co_return r;
+}
+
+Task<Response> RestHandler::dispatch(Request& req) {
   auto seg = split_path(req.path);
   const std::string& m = req.method;
-  auto method_not_allowed = [] { return http::error_response(Errc::bad_request, "method not allowed"); };
+  auto method_not_allowed = [] {
+    Response r = http::error_response(Errc::bad_request, "method not allowed");
+    r.status = 405;
+    return r;
+  };
   if (seg.size() == 1 && seg[0] == "healthz") {
+    m_req_other.inc();
     co_return Response::json(200, "{\"status\":\"ok\"}");
   }
+  if (seg.size() == 1 && seg[0] == "metrics") {
+    m_req_other.inc();
+    Response r = Response::empty(200);
+    r.headers.set("content-type", "text/plain; version=0.0.4");
+    r.body = metrics::render();
+    co_return r;
+  }
   if (seg.size() == 3 && seg[0] == "senders" && seg[2] == "transactions") {
-    if (m != "POST") { Response r = method_not_allowed(); r.status = 405; co_return r; }
+    m_req_create.inc();
+    if (m != "POST") co_return method_not_allowed();
     co_return co_await impl_->create(req, std::string(seg[1]));
   }
   if (seg.size() >= 2 && seg[0] == "transactions") {
     std::string id(seg[1]);
     if (seg.size() == 2) {
-      if (m == "GET") co_return co_await impl_->get(req, id);
-      if (m == "PATCH") co_return co_await impl_->patch(req, id);
+      if (m == "GET") { m_req_get.inc(); co_return co_await impl_->get(req, id); }
+      if (m == "PATCH") { m_req_patch.inc(); co_return co_await impl_->patch(req, id); }
     } else if (seg.size() == 3 && seg[2] == "body") {
-      if (m == "PUT") co_return co_await impl_->put(req, id, std::nullopt);
+      if (m == "PUT") { m_req_put.inc(); co_return co_await impl_->put(req, id, std::nullopt); }
     } else if (seg.size() == 4 && seg[2] == "blob") {
-      if (m == "PUT") co_return co_await impl_->put(req, id, std::string(seg[3]));
+      if (m == "PUT") { m_req_put.inc(); co_return co_await impl_->put(req, id, std::string(seg[3])); }
     } else if (seg.size() == 3 && seg[2] == "cancel") {
-      if (m == "POST") co_return co_await impl_->cancel(req, id);
+      if (m == "POST") { m_req_cancel.inc(); co_return co_await impl_->cancel(req, id); }
     } else {
+      m_req_other.inc();
       co_return http::error_response(Errc::not_found, "no such route");
     }
-    Response r = http::error_response(Errc::bad_request, "method not allowed");
-    r.status = 405;
-    co_return r;
+    m_req_other.inc();
+    co_return method_not_allowed();
   }
+  m_req_other.inc();
   co_return http::error_response(Errc::not_found, "no such route");
 }
 

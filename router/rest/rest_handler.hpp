@@ -28,9 +28,11 @@ class RestHandler {
   RestHandler(const RouterConfig& config, Storage& storage, BlockingPool& pool,
               VersionCache& cache, RestOptions opts);
   ~RestHandler();
+  // Routes, and counts requests/responses for GET /metrics.
   Task<http::Response> handle(http::Request& req);
 
  private:
+  Task<http::Response> dispatch(http::Request& req);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
