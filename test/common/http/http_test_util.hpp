@@ -32,6 +32,8 @@
 #include <thread>
 
 #include "common/async/task.hpp"
+#include "common/http/server.hpp"
+#include "common/http/client.hpp"
 
 namespace koukan::http::testing {
 
@@ -299,5 +301,47 @@ inline void make_self_signed(const std::string& cert_path, const std::string& ke
   X509_free(x);
   EVP_PKEY_free(key);
 }
+
+// A server on a background io thread plus a lazily created client; torn
+// down in the safe order (io thread stopped before the client and server).
+class ServerClientFixture : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (server_) {
+      auto s = server_->shutdown(std::chrono::milliseconds(500));
+      io_.run(std::move(s));
+    }
+    io_.stop();
+    client_.reset();
+    server_.reset();
+  }
+
+  std::uint16_t start(Handler h, ServerOptions o = {}) {
+    o.host = "127.0.0.1";
+    o.port = 0;
+    server_ = std::make_unique<Server>(io_.io(), std::move(o), std::move(h));
+    auto r = server_->listen();
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
+    server_->start();
+    port_ = server_->port();
+    EXPECT_NE(port_, 0);
+    return port_;
+  }
+
+  Client& client(ClientOptions o = {}) {
+    if (!client_) client_ = std::make_unique<Client>(io_.io().get_executor(), std::move(o));
+    return *client_;
+  }
+
+  Result<ClientResponse> fetch(ClientRequest req) {
+    auto t = client().request(std::move(req));
+    return io_.run(std::move(t));
+  }
+
+  IoThread io_;
+  std::unique_ptr<Server> server_;
+  std::unique_ptr<Client> client_;
+  std::uint16_t port_ = 0;
+};
 
 }  // namespace koukan::http::testing

@@ -19,6 +19,7 @@ namespace {
 using namespace std::chrono_literals;
 using testing::BlackHole;
 using testing::IoThread;
+using testing::ServerClientFixture;
 using testing::RawConn;
 using testing::RawResponse;
 using testing::lower;
@@ -67,44 +68,12 @@ Task<Response> echo(Request& req, std::shared_ptr<Seen> seen, std::size_t piece)
   co_return resp;
 }
 
-class HttpTest : public ::testing::Test {
+class HttpTest : public ServerClientFixture {
  protected:
-  void TearDown() override {
-    if (server_) {
-      auto s = server_->shutdown(500ms);
-      io_.run(std::move(s));
-    }
-    io_.stop();
-    client_.reset();
-    server_.reset();
-  }
-
-  std::uint16_t start(Handler h, ServerOptions o = {}) {
-    o.host = "127.0.0.1";
-    o.port = 0;
-    server_ = std::make_unique<Server>(io_.io(), std::move(o), std::move(h));
-    auto r = server_->listen();
-    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
-    server_->start();
-    port_ = server_->port();
-    EXPECT_NE(port_, 0);
-    return port_;
-  }
-
   std::uint16_t start_echo(ServerOptions o = {}, std::size_t piece = 64 * 1024) {
     auto seen = seen_;
     Handler h = [seen, piece](Request& r) { return echo(r, seen, piece); };
     return start(std::move(h), std::move(o));
-  }
-
-  Client& client(ClientOptions o = {}) {
-    if (!client_) client_ = std::make_unique<Client>(io_.io().get_executor(), std::move(o));
-    return *client_;
-  }
-
-  Result<ClientResponse> fetch(ClientRequest req) {
-    auto t = client().request(std::move(req));
-    return io_.run(std::move(t));
   }
 
   Result<ClientResponse> get(const std::string& path, std::chrono::milliseconds timeout = 10s) {
@@ -125,11 +94,7 @@ class HttpTest : public ::testing::Test {
     EXPECT_TRUE(v.as_object().at("error").is_string()) << r.body;
   }
 
-  IoThread io_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<Client> client_;
   std::shared_ptr<Seen> seen_ = std::make_shared<Seen>();
-  std::uint16_t port_ = 0;
 };
 
 // ---- basic round trips ----------------------------------------------------------------

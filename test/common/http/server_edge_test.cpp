@@ -19,6 +19,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using testing::IoThread;
+using testing::ServerClientFixture;
 using testing::RawConn;
 using testing::RawResponse;
 
@@ -119,29 +120,8 @@ std::string hex(std::size_t n, bool upper) {
   return buf;
 }
 
-class HttpEdge : public ::testing::Test {
+class HttpEdge : public ServerClientFixture {
  protected:
-  void TearDown() override {
-    if (server_) {
-      auto s = server_->shutdown(500ms);
-      io_.run(std::move(s));
-    }
-    client_.reset();
-    io_.stop();
-    server_.reset();
-  }
-
-  void start(Handler h, ServerOptions o = {}) {
-    o.host = "127.0.0.1";
-    o.port = 0;
-    server_ = std::make_unique<Server>(io_.io(), std::move(o), std::move(h));
-    auto r = server_->listen();
-    ASSERT_TRUE(r.ok()) << r.error().message;
-    server_->start();
-    port_ = server_->port();
-    ASSERT_NE(port_, 0);
-  }
-
   void start_pieces(std::size_t piece, ServerOptions o = {}) {
     auto rec = rec_;
     Handler h = [rec, piece](Request& r) { return read_pieces(r, rec, piece); };
@@ -152,12 +132,6 @@ class HttpEdge : public ::testing::Test {
     auto rec = rec_;
     Handler h = [rec](Request& r) { return by_path(r.path, rec, r.remote_addr); };
     start(std::move(h));
-  }
-
-  Result<ClientResponse> fetch(ClientRequest req) {
-    if (!client_) client_ = std::make_unique<Client>(io_.io().get_executor());
-    auto t = client_->request(std::move(req));
-    return io_.run(std::move(t));
   }
 
   Result<ClientResponse> call(const std::string& method, const std::string& path, std::string body = {}) {
@@ -187,11 +161,7 @@ class HttpEdge : public ::testing::Test {
     return std::string(v.as_object().at("error").as_string());
   }
 
-  IoThread io_;
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<Client> client_;
   std::shared_ptr<Record> rec_ = std::make_shared<Record>();
-  std::uint16_t port_ = 0;
 };
 
 // ---- request bodies, byte for byte ----------------------------------------------------
