@@ -162,6 +162,163 @@ TEST(PluginTest, NameOfABuiltinIsRejected) {
   EXPECT_NE(text.find("already registered"), std::string::npos) << text;
 }
 
+#if defined(HELLO_POLICY_PLUGIN_PATH) && defined(HELLO_MATCHER_PLUGIN_PATH)
+
+// A policy / matcher yaml as a future consumer would hand it over, at `path`.
+struct PluginYaml {
+  config::ConfigErrors errors;
+  YAML::Node yaml;
+  config::Node node(const std::string& path) { return config::Node(yaml, path, &errors); }
+};
+
+TransactionMetadata tx_with(const std::string& from, std::vector<std::string> rcpts) {
+  TransactionMetadata tx;
+  tx.mail_from = mbox(from);
+  for (auto& r : rcpts) tx.rcpt_to.push_back(mbox(std::move(r)));
+  return tx;
+}
+
+TEST(PluginTest, HelloPolicyRoutesItsDomainOnly) {
+  auto l = start(std::string("modules: {recipient_router_policy: {hello: ") +
+                 HELLO_POLICY_PLUGIN_PATH + "}}\n");
+  ASSERT_EQ(l->config_error, "");
+  ASSERT_TRUE(l->errors.ok()) << l->errors.error_text();
+  ASSERT_TRUE(l->plugins.policies.count("hello"));
+  EXPECT_FALSE(l->registry.contains("hello"));  // not a filter
+
+  PluginYaml y;
+  y.yaml = YAML::Load("{endpoint: inbound, domain: Example.ORG}");
+  auto policy = l->plugins.policies.at("hello")->create(y.node("policy"));
+  ASSERT_TRUE(policy) << y.errors.error_text();
+  ASSERT_TRUE(y.errors.ok()) << y.errors.error_text();
+
+  auto tx = tx_with("alice@example.com",
+                    {"bob@example.org", "carol@example.com", "dave@sub.example.org",
+                     "EVE@EXAMPLE.org"});
+  auto r0 = policy->route(tx, 0);
+  ASSERT_TRUE(r0) << r0.error().message;
+  EXPECT_EQ(r0->destination, std::optional<std::string>("inbound"));
+  EXPECT_FALSE(r0->response);
+  for (std::size_t i : {1u, 2u}) {  // other domains: not routed
+    auto r = policy->route(tx, i);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_FALSE(r->destination) << i;
+    EXPECT_FALSE(r->response) << i;
+  }
+  auto r3 = policy->route(tx, 3);  // domains compare case-insensitively
+  ASSERT_TRUE(r3) << r3.error().message;
+  EXPECT_EQ(r3->destination, std::optional<std::string>("inbound"));
+  // An index past the end is the plugin's error.
+  auto bad = policy->route(tx, 4);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("policy returned 1"), std::string::npos)
+      << bad.error().message;
+}
+
+TEST(PluginTest, HelloPolicyDefaultDomain) {
+  auto l = start(std::string("modules: {recipient_router_policy: {hello: ") +
+                 HELLO_POLICY_PLUGIN_PATH + "}}\n");
+  ASSERT_TRUE(l->errors.ok()) << l->errors.error_text() << l->config_error;
+  PluginYaml y;
+  y.yaml = YAML::Load("{endpoint: local}");
+  auto policy = l->plugins.policies.at("hello")->create(y.node("policy"));
+  ASSERT_TRUE(policy) << y.errors.error_text();
+  auto tx = tx_with("", {"x@example.org", "y@example.com"});
+  auto a = policy->route(tx, 0);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_FALSE(a->destination);
+  auto b = policy->route(tx, 1);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->destination, std::optional<std::string>("local"));
+}
+
+TEST(PluginTest, HelloPolicyConfigErrorsNameThePath) {
+  auto l = start(std::string("modules: {recipient_router_policy: {hello: ") +
+                 HELLO_POLICY_PLUGIN_PATH + "}}\n");
+  ASSERT_TRUE(l->errors.ok()) << l->errors.error_text() << l->config_error;
+  const auto& factory = *l->plugins.policies.at("hello");
+  {
+    PluginYaml y;
+    y.yaml = YAML::Load("{endpoint: inbound, domian: example.org}");
+    EXPECT_FALSE(factory.create(y.node("rcpt_policy")));
+    std::string text = y.errors.error_text();
+    EXPECT_NE(text.find("rcpt_policy.domian: unknown key; did you mean 'domain'?"),
+              std::string::npos) << text;
+  }
+  {
+    PluginYaml y;
+    y.yaml = YAML::Load("{domain: example.org}");
+    EXPECT_FALSE(factory.create(y.node("rcpt_policy")));
+    std::string text = y.errors.error_text();
+    EXPECT_NE(text.find("rcpt_policy.endpoint: required key missing"), std::string::npos) << text;
+  }
+  {
+    PluginYaml y;
+    y.yaml = YAML::Load("{endpoint: x, domain: a@b}");
+    EXPECT_FALSE(factory.create(y.node("rcpt_policy")));
+    std::string text = y.errors.error_text();
+    EXPECT_NE(text.find("rcpt_policy.domain: must be a non-empty domain"), std::string::npos)
+        << text;
+  }
+}
+
+TEST(PluginTest, HelloMatcherMatchesMailFromDomain) {
+  auto l = start(std::string("modules: {transaction_matcher: {from_hello: ") +
+                 HELLO_MATCHER_PLUGIN_PATH + "}}\n");
+  ASSERT_EQ(l->config_error, "");
+  ASSERT_TRUE(l->errors.ok()) << l->errors.error_text();
+  ASSERT_TRUE(l->plugins.matchers.count("from_hello"));
+
+  PluginYaml y;
+  y.yaml = YAML::Load("{domain: example.net}");
+  auto matcher = l->plugins.matchers.at("from_hello")->create(y.node("matcher"));
+  ASSERT_TRUE(matcher) << y.errors.error_text();
+  ASSERT_TRUE(y.errors.ok()) << y.errors.error_text();
+
+  auto yes = tx_with("alice@EXAMPLE.net", {"bob@example.com"});
+  auto r = matcher->match(yes, std::nullopt);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, MatcherResult::match);
+  r = matcher->match(yes, 0);  // per-rcpt mode: same answer
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, MatcherResult::match);
+
+  auto no = tx_with("alice@example.com", {"bob@example.net"});
+  r = matcher->match(no, std::nullopt);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, MatcherResult::no_match);
+
+  r = matcher->match(tx_with("", {}), std::nullopt);  // null reverse-path
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, MatcherResult::no_match);
+
+  r = matcher->match(TransactionMetadata{}, std::nullopt);  // no mail_from yet
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(*r, MatcherResult::precondition_unmet);
+}
+
+TEST(PluginTest, HelloMatcherConfigErrorsNameThePath) {
+  auto l = start(std::string("modules: {transaction_matcher: {from_hello: ") +
+                 HELLO_MATCHER_PLUGIN_PATH + "}}\n");
+  ASSERT_TRUE(l->errors.ok()) << l->errors.error_text() << l->config_error;
+  PluginYaml y;
+  y.yaml = YAML::Load("{domain: example.net, greeting: hi}");
+  EXPECT_FALSE(l->plugins.matchers.at("from_hello")->create(y.node("policy_action[0].match")));
+  std::string text = y.errors.error_text();
+  EXPECT_NE(text.find("policy_action[0].match.greeting: unknown key"), std::string::npos) << text;
+}
+
+TEST(PluginTest, PolicyAndMatcherWrongKindIsReported) {
+  std::string text = load_error("transaction_matcher", "m", ref(HELLO_POLICY_PLUGIN_PATH));
+  EXPECT_NE(text.find("modules.transaction_matcher.m: plugin '"), std::string::npos) << text;
+  EXPECT_NE(text.find("registered no transaction_matcher"), std::string::npos) << text;
+  text = load_error("recipient_router_policy", "p", ref(HELLO_MATCHER_PLUGIN_PATH));
+  EXPECT_NE(text.find("modules.recipient_router_policy.p: plugin '"), std::string::npos) << text;
+  EXPECT_NE(text.find("registered no recipient_router_policy"), std::string::npos) << text;
+}
+
+#endif  // HELLO_POLICY_PLUGIN_PATH && HELLO_MATCHER_PLUGIN_PATH
+
 }  // namespace
 }  // namespace koukan::router::chain
 
