@@ -13,7 +13,13 @@
 #include "common/async/task.hpp"
 #include "common/base/log.hpp"
 #include "common/http/server.hpp"
+#include "router/chain/chain.hpp"
+#include "router/chain/plugin.hpp"
+#include "router/chain/registry.hpp"
 #include "router/config/router_config.hpp"
+#include "router/filters/builtin.hpp"
+#include "router/output/exploder.hpp"
+#include "router/output/output_service.hpp"
 #include "router/rest/rest_handler.hpp"
 #include "router/storage/storage.hpp"
 #include "router/storage/version_cache.hpp"
@@ -96,20 +102,49 @@ int run_router(const std::string& config_path, Mode mode) {
     std::fprintf(stderr, "%s: invalid config:\n%s\n", config_path.c_str(), cfg.error().message.c_str());
     return 2;
   }
-  if (mode == Mode::check_config) {
-    std::printf("%s: ok\n", config_path.c_str());
-    return 0;
-  }
   if (mode == Mode::print_config) {
     std::cout << print_effective(*cfg) << std::endl;
+    return 0;
+  }
+  const auto& rl = cfg->rest_listener;
+  asio::io_context io(1);
+  VersionCache cache(io.get_executor(), std::chrono::seconds(cfg->storage.cache_ttl));
+
+  // Filters and chains, built once (router.md §11); every error at once.
+  chain::FilterRegistry registry;
+  chain::register_builtin_filters(registry);
+  config::ConfigErrors chain_errors;
+  chain::LoadedPlugins plugins = chain::load_plugins(cfg->modules, registry, chain_errors);
+  filters::FilterDeps fdeps;
+  fdeps.config = &*cfg;
+  fdeps.executor = io.get_executor();
+  fdeps.plugins = &plugins;
+  filters::register_filters(registry, fdeps);
+  OutputDeps odeps;
+  odeps.config = &*cfg;
+  odeps.cache = &cache;
+  odeps.executor = io.get_executor();
+  chain::ChainMap chains;
+  odeps.chains = &chains;
+  OutputService output(odeps);
+  register_exploder_filters(registry, output, *cfg);
+  chains = chain::build_chains(*cfg, registry, chain_errors);
+  check_exploder_upstreams(*cfg, chain_errors);
+  for (const auto& w : chain_errors.warning_lines())
+    std::fprintf(stderr, "%s: warning: %s\n", config_path.c_str(), w.c_str());
+  if (!chain_errors.ok()) {
+    std::fprintf(stderr, "%s: invalid config:\n%s\n", config_path.c_str(),
+                 chain_errors.error_text().c_str());
+    return 2;
+  }
+
+  if (mode == Mode::check_config) {
+    std::printf("%s: ok\n", config_path.c_str());
     return 0;
   }
   log::set_level(cfg->logging.level);
   if (cfg->logging.file) log::set_file(*cfg->logging.file);
 
-  const auto& rl = cfg->rest_listener;
-  asio::io_context io(1);
-  VersionCache cache(io.get_executor(), std::chrono::seconds(cfg->storage.cache_ttl));
   constexpr std::size_t kDbThreads = 4;
   StorageOptions sopts;
   // SQLite has one writer at a time: with several connections, concurrent
@@ -135,6 +170,7 @@ int run_router(const std::string& config_path, Mode mode) {
     return 1;
   }
   BlockingPool pool(kDbThreads);
+  output.attach(&storage, &pool);
 
   RestOptions ro;
   ro.session_uri = rl.session_uri;
@@ -142,6 +178,13 @@ int run_router(const std::string& config_path, Mode mode) {
   ro.chunk_size = rl.chunk_size;
   ro.max_json_body = rl.max_json_body;
   ro.rest_id_entropy = cfg->global.rest_id_entropy;
+  const bool delivering = cfg->global.output.max_inflight > 0;
+  if (delivering) {
+    ro.output.reserve = [&output]() { return output.try_reserve(); };
+    ro.output.unreserve = [&output]() { output.unreserve(); };
+    ro.output.start = [&output](const TxRecord& rec) { output.start_new(rec); };
+    ro.output.queued = [&output]() { output.wake(); };
+  }
   RestHandler rest(*cfg, storage, pool, cache, ro);
 
   http::ServerOptions so;
@@ -163,12 +206,14 @@ int run_router(const std::string& config_path, Mode mode) {
   Service svc{*cfg, io, storage, pool};
   spawn(io.get_executor(), svc.session_loop(), "session refresh");
   spawn(io.get_executor(), svc.gc_loop(), "gc");
+  if (delivering) spawn(io.get_executor(), output.dequeue_loop(), "dequeue");
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     log::info("signal {}: draining", sig);
     svc.stopping = true;
+    output.stop();
     spawn(io.get_executor(), drain_and_stop(server, io), "shutdown");
   });
   io.run();

@@ -705,6 +705,11 @@ Result<TransactionMetadata> tx_delta(const TransactionMetadata& prev,
   KOUKAN_DELTA(kFinalAttemptReason, final_attempt_reason, kEq)
   KOUKAN_DELTA(kSender, sender, same_sender)
 #undef KOUKAN_DELTA
+  if (view == View::All) {
+    if (auto r = delta_scalar("routing", prev.routing, next.routing, d.routing, kEq); !r) {
+      return r.error();
+    }
+  }
 
   if (on(kRcptTo)) {
     if (next.rcpt_to.size() < prev.rcpt_to.size()) return conflict("rcpt_to shrank");
@@ -809,6 +814,7 @@ Result<void> tx_merge_from(TransactionMetadata& self, const TransactionMetadata&
   KOUKAN_MERGE(kFinalAttemptReason, final_attempt_reason, kEq)
   KOUKAN_MERGE(kSender, sender, same_sender)
 #undef KOUKAN_MERGE
+  if (auto r = merge_scalar("routing", self.routing, d.routing, kEq); !r) return r;
   // A placeholder learns its content.
   if (self.mail_from && self.mail_from->placeholder && d.mail_from && !d.mail_from->placeholder) {
     self.mail_from = d.mail_from;

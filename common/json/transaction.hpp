@@ -55,6 +55,9 @@ struct Mailbox {
   std::string mailbox;
   std::vector<EsmtpParam> esmtp;
   bool placeholder = false;
+  // In-process only (never serialised): a `router` filter has handled this
+  // recipient (filters.md §2.2.2), so later routers leave it alone.
+  bool routed = false;
   bool operator==(const Mailbox&) const = default;  // exact, for tests
 };
 // Koukan's Mailbox equality: the address only; a placeholder matches anything.
@@ -134,6 +137,29 @@ struct BodyStatus {
 
 using Body = std::variant<InlineBody, ReuseBody, MessageBuilderBody, BodyStatus>;
 
+// ---- in-process routing (filters.md §1.2) ----------------------------------------
+
+// The upstream sender a RestEndpoint announces ({name, tag}), with the
+// remote_host / smtp_meta overrides from that sender's yaml when the router
+// config knows it (rest-api.md §9.3).
+struct RestUpstreamSender {
+  std::string name;
+  std::optional<std::string> tag;
+  std::optional<std::string> remote_host;        // yaml remote_host
+  std::optional<boost::json::object> smtp_meta;  // yaml smtp_meta
+  bool operator==(const RestUpstreamSender&) const = default;
+};
+
+// Where a `router` filter sent the transaction; read by rest_output.
+// Never serialised; a write-once scalar in View::All delta/merge.
+struct Routing {
+  std::optional<std::string> rest_endpoint;          // create URL
+  std::optional<std::vector<HostPort>> resolution;  // hosts to try, in order
+  boost::json::object options;                       // send_filter_output, receive_parsing
+  std::optional<RestUpstreamSender> upstream_sender;
+  bool operator==(const Routing&) const = default;
+};
+
 // ---- the transaction ---------------------------------------------------------------
 
 struct TransactionMetadata {
@@ -156,6 +182,8 @@ struct TransactionMetadata {
   std::optional<std::string> final_attempt_reason;
   std::optional<Sender> sender;
   std::optional<boost::json::object> filter_output;
+  // In-process only: set by a router filter on its upstream tx.
+  std::optional<Routing> routing;
 
   bool empty() const;  // no field set (an empty delta)
   bool operator==(const TransactionMetadata&) const = default;

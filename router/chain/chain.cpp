@@ -86,7 +86,8 @@ ChainMap build_chains(const RouterConfig& config, const FilterRegistry& registry
 
 // ---- running -------------------------------------------------------------------------
 
-ChainInstance::ChainInstance(std::shared_ptr<const ChainTemplate> tmpl) : tmpl_(std::move(tmpl)) {
+ChainInstance::ChainInstance(std::shared_ptr<const ChainTemplate> tmpl, TxEnv* env)
+    : tmpl_(std::move(tmpl)), env_(env) {
   txs_.emplace_back();
   slots_.reserve(tmpl_->links().size());
   for (const ChainLink& link : tmpl_->links()) {
@@ -152,7 +153,7 @@ Task<Result<void>> ChainInstance::run_plain(std::size_t i, const Filter& f,
   const ChainLink& link = tmpl_->links()[i];
   Slot& s = slots_[i];
   TransactionMetadata& tx = txs_[s.down];
-  FilterCall call{tx, delta, s.state.get(), link.path};
+  FilterCall call{tx, delta, s.state.get(), link.path, env_};
   Result<FilterResult> r = co_await f.on_update(call);
   if (!r) co_return at(link, r.error());
   if (can_progress(tx) || tx.cancelled) {
@@ -177,7 +178,7 @@ Task<Result<void>> ChainInstance::run_proxy(std::size_t i, const ProxyFilter& f,
                                             TransactionMetadata delta) {
   const ChainLink& link = tmpl_->links()[i];
   Slot& s = slots_[i];
-  ProxyCall call(txs_[s.down], delta, txs_[s.up], s.state.get(), link.path, this, i);
+  ProxyCall call(txs_[s.down], delta, txs_[s.up], s.state.get(), link.path, this, i, env_);
   Result<void> r = co_await f.on_update(call);
   if (!r) co_return at(link, r.error());
   if (!call.next_called()) {

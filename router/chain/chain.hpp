@@ -78,7 +78,8 @@ ChainMap build_chains(const RouterConfig& config, const FilterRegistry& registry
 // into it); one pass at a time.
 class ChainInstance {
  public:
-  explicit ChainInstance(std::shared_ptr<const ChainTemplate> tmpl);
+  // env: handed to every filter call (may be null); must outlive the instance.
+  explicit ChainInstance(std::shared_ptr<const ChainTemplate> tmpl, TxEnv* env = nullptr);
   ChainInstance(const ChainInstance&) = delete;
   ChainInstance& operator=(const ChainInstance&) = delete;
 
@@ -110,6 +111,7 @@ class ChainInstance {
   Result<void> merge_responses_down(Slot& s, const TransactionMetadata& up_delta);
 
   std::shared_ptr<const ChainTemplate> tmpl_;
+  TxEnv* env_ = nullptr;
   std::vector<TransactionMetadata> txs_;  // [0] head, one more per proxy
   std::vector<Slot> slots_;
   bool noop_ = false;

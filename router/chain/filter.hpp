@@ -41,6 +41,7 @@
 #include "common/async/task.hpp"
 #include "common/base/result.hpp"
 #include "common/json/transaction.hpp"
+#include "router/chain/env.hpp"
 
 namespace koukan::router::chain {
 
@@ -66,6 +67,7 @@ struct FilterCall {
   const TransactionMetadata& delta;  // what changed since this filter last ran
   FilterState* state;                // from new_state(); may be null
   const std::string& path;           // "endpoint[i].chain[j]", for log lines
+  TxEnv* env = nullptr;              // storage side of this tx; null in pure-filter tests
 };
 
 // Arguments of a proxy filter call.
@@ -76,6 +78,7 @@ class ProxyCall {
   TransactionMetadata& upstream;  // persists across passes
   FilterState* state;
   const std::string& path;
+  TxEnv* env;  // may be null
 
   // Runs the rest of the chain, merges its responses into `downstream` and
   // returns the upstream delta of this pass (empty when the chain stopped
@@ -84,8 +87,10 @@ class ProxyCall {
   bool next_called() const { return next_called_; }
 
   ProxyCall(TransactionMetadata& d, const TransactionMetadata& dl, TransactionMetadata& u,
-            FilterState* s, const std::string& p, ChainInstance* chain, std::size_t index)
-      : downstream(d), delta(dl), upstream(u), state(s), path(p), chain_(chain), index_(index) {}
+            FilterState* s, const std::string& p, ChainInstance* chain, std::size_t index,
+            TxEnv* e = nullptr)
+      : downstream(d), delta(dl), upstream(u), state(s), path(p), env(e), chain_(chain),
+        index_(index) {}
 
  private:
   ChainInstance* chain_;

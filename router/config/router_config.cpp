@@ -129,10 +129,10 @@ std::optional<std::string> required_name(const Node& parent, std::string_view ke
   return nonempty_string(n);
 }
 
-ExecutorConfig parse_executor(const Node& n) {
+ExecutorConfig parse_executor(const Node& n, int min_inflight = 1) {
   ExecutorConfig c;
   n.expect_keys({"max_inflight", "watchdog_timeout"});
-  c.max_inflight = n.get_in_range<int>("max_inflight", c.max_inflight, 1, kIntMax);
+  c.max_inflight = n.get_in_range<int>("max_inflight", c.max_inflight, min_inflight, kIntMax);
   c.watchdog_timeout = n.get_in_range<double>("watchdog_timeout", c.watchdog_timeout, 0.001,
                                               kDoubleMax);
   return c;
@@ -148,7 +148,9 @@ GlobalConfig parse_global(const Node& n) {
   Node ex = n["executor"];
   ex.expect_keys({"rest", "output"});
   g.rest = parse_executor(ex["rest"]);
-  g.output = parse_executor(ex["output"]);
+  // [ours] output.max_inflight 0: this replica delivers nothing (REST only;
+  // new transactions stay leased here and are not attempted).
+  g.output = parse_executor(ex["output"], 0);
   g.mailer_daemon_mailbox = nonempty_string(n["mailer_daemon_mailbox"]);
   g.rest_id_entropy = n.get_in_range<int>("rest_id_entropy", g.rest_id_entropy, 1, 64);
   return g;

@@ -185,7 +185,6 @@ struct RestHandler::Impl {
 
     CreateSpec spec;
     spec.rest_id = random_rest_id(o.rest_id_entropy);
-    spec.leased = true;
     const std::string body_name(kBodyBlobName);
     if (tx.body) {
       if (auto* in = std::get_if<InlineBody>(&*tx.body)) {
@@ -219,10 +218,18 @@ struct RestHandler::Impl {
     if (sender->notification) tx.notification = json::object();
     spec.json = tx_to_json(tx, View::Db);
 
+    const bool hooks = static_cast<bool>(o.output.reserve);
+    const bool reserved = hooks && o.output.reserve();
+    spec.leased = reserved || !hooks;
     auto f = [this, spec = std::move(spec)]() { return storage.create(spec); };
     auto rec = co_await offload(pool, std::move(f));
-    if (!rec.ok()) co_return http::error_response(rec.error());
+    if (!rec.ok()) {
+      if (reserved) o.output.unreserve();
+      co_return http::error_response(rec.error());
+    }
     m_created.inc();
+    if (reserved) o.output.start(*rec);
+    else if (hooks) o.output.queued();
     log::Logger lg("tx=" + rec->rest_id);
     lg.info("created sender={} tag={} incremental={}", sender_name, tag.value_or(""), incremental);
     Response r = tx_response(201, *rec);

@@ -2,6 +2,7 @@
 // The router's REST transaction API (spec/rest-api.md §3-§8, §10): a pure
 // Request -> Response handler over Storage; testable without sockets.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -12,6 +13,7 @@ namespace koukan::router {
 
 class RouterConfig;
 class Storage;
+struct TxRecord;
 class VersionCache;
 
 struct RestOptions {
@@ -21,6 +23,17 @@ struct RestOptions {
   std::size_t max_json_body = 16u << 20;  // create/PATCH JSON limit
   std::size_t rest_id_entropy = 16;
   std::chrono::seconds max_long_poll{30};
+  // Hand-off of new transactions to the output side (router/output). Unset
+  // (REST-only tests): created txs stay leased by this session.
+  //   reserve(): take an attempt slot; false = busy: the tx is created
+  //     unleased and queued for the dequeue loop (queued() is called).
+  //   start(rec): after a leased create with a slot; unreserve(): create failed.
+  struct OutputHooks {
+    std::function<bool()> reserve;
+    std::function<void()> unreserve;
+    std::function<void(const TxRecord&)> start;
+    std::function<void()> queued;
+  } output;
 };
 
 class RestHandler {

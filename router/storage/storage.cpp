@@ -311,7 +311,8 @@ class SqlStorage final : public Storage {
       const bool pure_cancel = w.cancel && !w.json && !w.attempt_responses &&
                                !w.final_attempt_reason && !w.clear_oneshot && !w.retry_after &&
                                !w.next_attempt_time && !w.release_lease && !w.notification_done &&
-                               !w.create_body_if_absent && !w.require_lease;
+                               !w.create_body_if_absent && !w.require_lease &&
+                               !w.reuse_body_of;
       if (lessee && *lessee != me && !pure_cancel) {
         auto s = x.c.query("SELECT uri FROM Sessions WHERE id = $1 AND live", {Param::int64(*lessee)});
         if (!s.empty()) fail(Errc::redirect, s[0][0].s);
@@ -402,6 +403,23 @@ class SqlStorage final : public Storage {
           add_blob(x, id, rest_id, BlobSpec::create(std::string(kBodyBlobName)));
           set += ", input_done = FALSE";
           out.body_created = true;
+          changed = true;
+        }
+      }
+      if (w.reuse_body_of) {
+        auto body = x.c.query(
+            "SELECT blob_id FROM TransactionBlobRefs WHERE transaction_id = $1 AND rest_id = $2",
+            {Param::int64(id), Param::text(kBodyBlobName)});
+        if (body.empty()) {
+          if (has_mb) fail(Errc::bad_request, "transaction body is a message builder");
+          add_blob(x, id, rest_id,
+                   BlobSpec::reuse_of(std::string(kBodyBlobName), *w.reuse_body_of,
+                                      std::string(kBodyBlobName)));
+          auto open_blobs = x.c.query(
+              "SELECT 1 FROM TransactionBlobRefs r JOIN Blob b ON b.id = r.blob_id "
+              "WHERE r.transaction_id = $1 AND (b.length IS NULL OR b.length != b.stored_length)",
+              {Param::int64(id)});
+          set += open_blobs.empty() ? ", input_done = TRUE" : ", input_done = FALSE";
           changed = true;
         }
       }

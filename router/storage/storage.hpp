@@ -148,6 +148,10 @@ struct TxWrite {
   // Create the (empty) body blob if the tx has none (incremental dialect:
   // the first body PUT creates the body). Bad request on a message-builder tx.
   bool create_body_if_absent = false;
+  // Give the tx the (finalized) body of another tx, by reference (refcount,
+  // no copy), if it has no body yet; the Exploder's upstreams. Unknown
+  // source -> not_found; source body not finalized -> conflict.
+  std::optional<std::string> reuse_body_of;
   // Fence: fail with conflict unless this session holds the lease.
   bool require_lease = false;
 };

@@ -31,6 +31,9 @@ global:
   rest_id_entropy: 8
   mailer_daemon_mailbox: mailer-daemon@example.com
   dequeue: false
+  executor:
+    output:
+      max_inflight: 0
 rest_listener:
   addr: ["127.0.0.1", {port}]
   session_uri: {session_uri}
@@ -84,7 +87,6 @@ endpoint:
       sender: submission
       tag: notification
   chain:
-  - filter: message_builder
   - filter: router
     policy:
       name: dest_domain
@@ -133,7 +135,8 @@ class Router:
 
     def __init__(self, workdir=None, storage_url=None, port=None,
                  service_uri=None, chunk_size=1048576, refresh=30,
-                 extra_storage="", log_level="info", extra_yaml=""):
+                 extra_storage="", log_level="info", extra_yaml="",
+                 yaml=None, **fmt):
         self.workdir = workdir or tempfile.mkdtemp(prefix="koukan-it-")
         self.port = port or free_port()
         self.session_uri = "http://127.0.0.1:%d" % self.port
@@ -142,11 +145,13 @@ class Router:
             "sqlite://" + os.path.join(self.workdir, "router.db"))
         self.config_path = os.path.join(self.workdir, "router-%d.yaml" % self.port)
         with open(self.config_path, "w") as f:
-            f.write(ROUTER_YAML.format(
+            # yaml: a whole config template instead of ROUTER_YAML (same
+            # placeholders, plus any given in **fmt).
+            f.write((yaml or ROUTER_YAML).format(
                 port=self.port, session_uri=self.session_uri,
                 service_uri=self.service_uri, chunk_size=chunk_size,
                 storage_url=self.storage_url, refresh=refresh,
-                extra_storage=extra_storage, log_level=log_level) + extra_yaml)
+                extra_storage=extra_storage, log_level=log_level, **fmt) + extra_yaml)
         self.proc = None
         self.log_path = os.path.join(self.workdir, "router-%d.log" % self.port)
 

@@ -19,6 +19,7 @@ RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 class Tx:
     def __init__(self, rest_id, create_json):
         self.rest_id = rest_id
+        self.created_at = time.time()
         self.create = create_json
         self.version = 1
         self.rcpts = [r["m"] for r in create_json.get("rcpt_to", [])]

@@ -1,0 +1,38 @@
+#pragma once
+// The Exploder (spec/router.md §12): a terminal filter for incremental
+// (SMTP-style) senders that fans a multi-recipient transaction out into one
+// stored upstream transaction per recipient (sender/tag = the downstream
+// sender's upstream_sender/upstream_tag), each delivered by its own output
+// attempt, and reports their responses back with cut-through semantics:
+// it waits up to rcpt_timeout (data_timeout once the body is complete) for
+// the upstream answers, applies the AsyncFilterWrapper rules (sticky timeout
+// responses, preconditions, msa store&forward upgrades) and the §12.5
+// response table, and turns retry + notification on for upstreams that have
+// not succeeded when it answers the client with a store&forward 250.
+//
+// yaml: msa (bool, default false), rcpt_timeout / data_timeout (seconds;
+// defaults msa 5 / 30, otherwise 30 / 300).
+//
+// Differences from the original (docs/compat.md "Exploder"): a sender whose
+// upstream resolves back to an exploder chain is a start-up error (the
+// original fans out into itself forever); downstream heartbeats are passed
+// on to the upstream transactions (a ping), so a slow client does not make
+// them hit downstream_timeout; a failed upstream create answers that
+// recipient with a temporary error instead of tripping an assertion later.
+#include "common/config/yaml.hpp"
+#include "router/chain/registry.hpp"
+#include "router/config/router_config.hpp"
+
+namespace koukan::router {
+
+class OutputService;
+
+// Registers `exploder` (and keeps `output` for creating upstreams).
+void register_exploder_filters(chain::FilterRegistry& registry, OutputService& output,
+                               const RouterConfig& config);
+
+// Start-up check: every sender/tag whose chain ends in `exploder` must have
+// an upstream sender/tag that exists and does not itself end in `exploder`.
+void check_exploder_upstreams(const RouterConfig& config, config::ConfigErrors& errors);
+
+}  // namespace koukan::router
