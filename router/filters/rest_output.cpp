@@ -355,6 +355,18 @@ Task<Result<void>> poll(Pass& p, bool at_least_once) {
   co_return Result<void>();
 }
 
+// A point read (no If-None-Match): the current version and responses.
+Task<Result<void>> refresh(Pass& p) {
+  http::ClientRequest req;
+  req.method = "GET";
+  req.url = p.st.tx_url;
+  req.timeout = std::max(left(p.deadline), kPollPace);
+  Result<http::ClientResponse> r = co_await send(p.client, std::move(req));
+  if (!r) co_return r.error();
+  if (r->status != 200) co_return Error(Errc::unavailable, fmt::format("GET status {}", r->status));
+  co_return accept_read(p.st, *r);
+}
+
 // One create attempt (§9.3.2 steps 1-3). On failure st.tx_url is set if the
 // upstream tx exists (so the caller can cancel it).
 Task<Result<void>> try_host(Pass& p, const std::string& endpoint) {
@@ -488,20 +500,27 @@ Task<Result<void>> update_upstream(Pass& p) {
     // Only body progress or a filter_output not forwarded: no PATCH (§9.3.4).
     if (p.delta.body || p.delta.filter_output || !p.delta.rcpt_to.empty()) co_return Result<void>();
   }
-  http::ClientRequest req;
-  req.method = "PATCH";
-  req.url = p.st.tx_url;
-  req.headers.set("if-match", p.st.etag);
-  add_request_timeout(req.headers, p.deadline);
-  if (!heartbeat) {
-    req.headers.set("content-type", "application/json");
-    req.body = tx_to_json_string(patch, View::RestUpdate);
+  const std::string body = heartbeat ? std::string() : tx_to_json_string(patch, View::RestUpdate);
+  Result<http::ClientResponse> r = Error(Errc::internal, "no PATCH sent");
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    http::ClientRequest req;
+    req.method = "PATCH";
+    req.url = p.st.tx_url;
+    req.headers.set("if-match", p.st.etag);
+    add_request_timeout(req.headers, p.deadline);
+    if (!heartbeat) req.headers.set("content-type", "application/json");
+    req.body = body;
+    milliseconds l = left(p.deadline);
+    if (l <= 0ms) co_return Error(Errc::timeout, "timed out");
+    req.timeout = l;
+    r = co_await send(p.client, std::move(req));
+    if (!r) co_return r.error();
+    if (r->status != 412 || attempt > 0) break;
+    // The version moved (body PUTs, server-side pings): re-read it once and
+    // retry ([PORT]; the original fails the update).
+    Result<void> fresh = co_await refresh(p);
+    if (!fresh) co_return fresh;
   }
-  milliseconds l = left(p.deadline);
-  if (l <= 0ms) co_return Error(Errc::timeout, "timed out");
-  req.timeout = l;
-  Result<http::ClientResponse> r = co_await send(p.client, std::move(req));
-  if (!r) co_return r.error();
   if (r->status != 200) co_return Error(Errc::unavailable, fmt::format("PATCH status {}", r->status));
   // What the server now has, for the consistency checks.
   TransactionMetadata sent = p.st.sent;
@@ -699,7 +718,14 @@ Task<void> handle_body(Pass& p) {
     tx.data_response = std::move(*err);
     co_return;
   }
-  if (!p.st.body_done) co_return;
+  if (!p.st.body_done) {
+    if (body_complete(p)) {
+      // Storage says final but its length never reached its total.
+      p.log.error("body finalized at {} bytes, {} sent", src.length, p.st.body_off);
+      tx.data_response = Response(450, kBlobUploadError);
+    }
+    co_return;
+  }
   Result<void> polled = co_await poll(p, true);
   if (!polled) {
     p.log.info("poll for data_response: {}", polled.error().message);
@@ -771,6 +797,10 @@ class RestOutput final : public chain::Filter {
       if (!polled && polled.error().code == Errc::bad_request) {
         fill_outstanding(tx, Response(450, kInvalidGet), false);
       }
+    }
+    if (tx.mail_response && tx.mail_response->err()) {
+      // Recipients fail by precondition, in MAIL's class (not "timeout").
+      fill_outstanding(tx, Response(tx.mail_response->code, "failed precondition: MAIL"), false);
     }
     fill_outstanding(tx, Response(450, kUpstreamTimeout), false);
     if (!chain::can_progress(tx)) co_return;

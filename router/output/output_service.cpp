@@ -63,9 +63,13 @@ bool fill_unanswered(TransactionMetadata& tx, const Response& r) {
     filled = true;
   }
   if (tx.rcpt_response.size() < tx.rcpt_to.size()) tx.rcpt_response.resize(tx.rcpt_to.size());
+  // After a MAIL error the recipients fail by precondition, in MAIL's class.
+  const bool mail_failed = tx.mail_response && tx.mail_response->err();
+  const Response rcpt_fill =
+      mail_failed ? Response(tx.mail_response->code, "failed precondition: MAIL") : r;
   for (auto& rr : tx.rcpt_response) {
     if (!rr) {
-      rr = r;
+      rr = rcpt_fill;
       filled = true;
     }
   }

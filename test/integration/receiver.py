@@ -48,6 +48,8 @@ class Receiver:
         self.next_id = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
+        # A client that gave up (timeout) closes its socket: not an error here.
+        self.server.handle_error = lambda request, client_address: None
         self.port = self.server.server_address[1]
         self.base = "http://127.0.0.1:%d" % self.port
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

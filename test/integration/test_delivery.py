@@ -39,6 +39,19 @@ sender:
   - name: oneshot
     retry: null
     notification: null
+  - name: msa-upstream
+    retry: null
+    notification: null
+- name: smtp
+  tag:
+  - name: msa
+    output_chain: msa_exploder
+    upstream_sender: submission
+    upstream_tag: msa-upstream
+  - name: mx
+    output_chain: mx_exploder
+    upstream_sender: submission
+    upstream_tag: msa-upstream
 rest_endpoint:
 - name: receiver
   endpoint: {receiver_url}
@@ -68,6 +81,24 @@ endpoint:
     rcpt_timeout: {rcpt_timeout}
     data_timeout: 10
     chunk_size: 65536
+- name: msa_exploder
+  output_handler:
+    downstream_timeout: 10
+    upstream_refresh: 1
+  chain:
+  - filter: exploder
+    msa: true
+    rcpt_timeout: 2
+    data_timeout: 3
+- name: mx_exploder
+  output_handler:
+    downstream_timeout: 10
+    upstream_refresh: 1
+  chain:
+  - filter: exploder
+    msa: false
+    rcpt_timeout: 2
+    data_timeout: 3
 - name: dsn
   output_handler:
     downstream_timeout: 10

@@ -1,0 +1,172 @@
+"""Exploder (issue 3 acceptance 3): the spec/router.md §12.5 response table
+for msa (submission) and ingress (MX) exploders, through the real router:
+an incremental REST transaction is fanned out into one upstream per
+recipient, each delivered by rest_output to a scripted receiver."""
+import time
+import unittest
+
+import harness
+from receiver import Receiver
+from test_delivery import start_router
+
+BODY = "Subject: fan-out\r\n\r\nhello\r\n"
+SF_RCPT = "RCPT ok (AsyncFilterWrapper store&forward)"
+SF_DATA = "DATA ok (AsyncFilterWrapper store&forward)"
+
+
+def poll(router, path, pred, timeout=30):
+    deadline = time.time() + timeout
+    etag = None
+    last = None
+    while time.time() < deadline:
+        hdrs = {"request-timeout": "3"}
+        if etag:
+            hdrs["if-none-match"] = etag
+        r = router.request("GET", path, headers=hdrs, timeout=10)
+        if r.status == 200:
+            etag = r.header("etag")
+            last = r.json()
+            if pred(last):
+                return last
+    raise AssertionError("condition not reached; last %r\n%s" % (last, router.read_log()))
+
+
+def run_tx(router, tag, rcpts, body=BODY):
+    """An SMTP-like client over REST: MAIL + RCPTs, then DATA if any RCPT
+    was accepted. Returns the sender-side view at the end."""
+    r = router.create({"mail_from": {"m": "alice@example.com"},
+                       "rcpt_to": [{"m": x} for x in rcpts],
+                       "sender": {"tag": tag}}, sender="smtp")
+    assert r.status == 201, r
+    path = harness.path_of(r.header("location"))
+    tx = poll(router, path, lambda t: "mail_response" in t and
+              len(t.get("rcpt_response", [])) == len(rcpts))
+    if not any(x["code"] // 100 == 2 for x in tx["rcpt_response"]):
+        return tx
+    put = router.request("PUT", path + "/body", body.encode())
+    assert put.status == 200, put
+    return poll(router, path, lambda t: "data_response" in t)
+
+
+class ExploderTableTest(unittest.TestCase):
+    def setUp(self):
+        self.recv = Receiver().start()
+        self.addCleanup(self.recv.stop)
+        self.dsn = Receiver().start()
+        self.addCleanup(self.dsn.stop)
+        self.router = start_router(self, self.recv, self.dsn, min_attempt_time=1,
+                                   rcpt_timeout=8)
+
+    def script(self, rcpt, *seq):
+        self.recv.responses[rcpt] = list(seq)
+
+    def delivered_to(self, rcpt):
+        return [t for t in self.recv.delivered() if t.rcpts == [rcpt]]
+
+    def check(self, tag, rcpt, seq, rcpt_code, data_code=None, rcpt_msg=None, data_msg=None):
+        self.script(rcpt, *seq)
+        tx = run_tx(self.router, tag, [rcpt])
+        self.assertEqual(tx["mail_response"], {"code": 250, "message": "MAIL ok (exploder noop)"})
+        got = tx["rcpt_response"][0]
+        self.assertEqual(got["code"], rcpt_code, (tag, rcpt, tx))
+        if rcpt_msg:
+            self.assertIn(rcpt_msg, got["message"])
+        if data_code is not None:
+            self.assertEqual(tx["data_response"]["code"], data_code, (tag, rcpt, tx))
+            if data_msg:
+                self.assertIn(data_msg, tx["data_response"]["message"])
+        return tx
+
+    # --- msa: true ----------------------------------------------------------
+    def test_msa_rows(self):
+        self.check("msa", "ok@m.example", [(250, 250, 250)], 250, 250, "rcpt 250", "data 250")
+        self.check("msa", "mailperm@m.example", [(550, None, None)], 550)
+        self.check("msa", "rcptperm@m.example", [(250, 550, None)], 550, None, "rcpt 550")
+        self.check("msa", "dataperm@m.example", [(250, 250, 550)], 250, 550, None, "data 550")
+        # temp / timeout -> store&forward 250, and the upstream is retried
+        self.check("msa", "mailtemp@m.example", [(450, None, None), (250, 250, 250)], 250, 250,
+                   SF_RCPT, SF_DATA)
+        self.check("msa", "rcpttemp@m.example", [(250, 450, None), (250, 250, 250)], 250, 250,
+                   SF_RCPT, SF_DATA)
+        self.check("msa", "rcpttimeout@m.example", [(250, None, None), (250, 250, 250)], 250, 250,
+                   SF_RCPT, SF_DATA)
+        self.check("msa", "datatemp@m.example", [(250, 250, 450), (250, 250, 250)], 250, 250,
+                   None, SF_DATA)
+        self.check("msa", "datatimeout@m.example", [(250, 250, None), (250, 250, 250)], 250, 250,
+                   None, SF_DATA)
+        for r in ["mailtemp", "rcpttemp", "rcpttimeout", "datatemp", "datatimeout"]:
+            rcpt = r + "@m.example"
+            self.assertTrue(self.recv.wait_for(lambda rv: len(self.delivered_to(rcpt)) == 1, 40),
+                            "%s not retried to success\n%s" % (rcpt, self.router.read_log()))
+
+    # --- msa: false (ingress) -----------------------------------------------
+    def test_ingress_rows(self):
+        self.check("mx", "ok@x.example", [(250, 250, 250)], 250, 250, "rcpt 250", "data 250")
+        self.check("mx", "mailperm@x.example", [(550, None, None)], 550)
+        self.check("mx", "mailtemp@x.example", [(450, None, None)], 450)
+        self.check("mx", "rcpttimeout@x.example", [(250, None, None)], 450, None,
+                   "upstream timeout")
+        self.check("mx", "rcpttemp@x.example", [(250, 450, None)], 450, None, "rcpt 450")
+        self.check("mx", "rcptperm@x.example", [(250, 550, None)], 550, None, "rcpt 550")
+        self.check("mx", "datatimeout@x.example", [(250, 250, None)], 250, 450, None,
+                   "upstream timeout")
+        self.check("mx", "datatemp@x.example", [(250, 250, 450)], 250, 450, None, "data 450")
+        self.check("mx", "dataperm@x.example", [(250, 250, 550)], 250, 550, None, "data 550")
+        time.sleep(3)
+        self.assertEqual(self.delivered_to("datatemp@x.example"), [],
+                         "ingress: a temp DATA answered verbatim is not stored and forwarded")
+
+    # --- several recipients ---------------------------------------------------
+    def test_same_major_code_is_reported_once(self):
+        for tag in ("msa", "mx"):
+            a, b = "a-%s@s.example" % tag, "b-%s@s.example" % tag
+            self.script(a, (250, 250, 250))
+            self.script(b, (250, 250, 251))
+            tx = run_tx(self.router, tag, [a, b])
+            self.assertEqual([x["code"] for x in tx["rcpt_response"]], [250, 250])
+            self.assertEqual(tx["data_response"],
+                             {"code": 250, "message": "data 250 (Exploder same response)"})
+
+    def test_mixed_results_store_and_forward(self):
+        # Ingress: 250 + 450 disagree -> store&forward 250; the 450 one is
+        # made durable and retried to success.
+        a, b = "good@mix.example", "later@mix.example"
+        self.script(a, (250, 250, 250))
+        self.script(b, (250, 250, 450), (250, 250, 250))
+        tx = run_tx(self.router, "mx", [a, b])
+        self.assertEqual(tx["data_response"],
+                         {"code": 250, "message": "DATA ok (Exploder store&forward)"}, tx)
+        self.assertTrue(self.recv.wait_for(lambda rv: len(self.delivered_to(b)) == 1, 40),
+                        "%s not retried\n%s" % (b, self.router.read_log()))
+        self.assertEqual(len(self.delivered_to(a)), 1)
+
+    def test_msa_mixed_temp_is_upgraded_first(self):
+        # msa: the wrapper turns the 450 into a store&forward 250 before the
+        # Exploder compares, so both agree; the 450 one is still retried.
+        a, b = "good@msamix.example", "later@msamix.example"
+        self.script(a, (250, 250, 250))
+        self.script(b, (250, 250, 450), (250, 250, 250))
+        tx = run_tx(self.router, "msa", [a, b])
+        self.assertEqual(tx["data_response"],
+                         {"code": 250, "message": "data 250 (Exploder same response)"}, tx)
+        self.assertTrue(self.recv.wait_for(lambda rv: len(self.delivered_to(b)) == 1, 40),
+                        "%s not retried\n%s" % (b, self.router.read_log()))
+
+    def test_mixed_with_perm_failure_sends_late_dsn(self):
+        # 250 + 550 (both modes): store&forward 250 downstream; the 550
+        # upstream already ended, so the notification turned on afterwards
+        # produces a late DSN for it.
+        for n, tag in enumerate(("mx", "msa"), start=1):
+            a, b = "fine-%s@dsn.example" % tag, "gone-%s@dsn.example" % tag
+            self.script(a, (250, 250, 250))
+            self.script(b, (250, 250, 550))
+            tx = run_tx(self.router, tag, [a, b])
+            self.assertEqual(tx["data_response"]["message"], "DATA ok (Exploder store&forward)")
+            self.assertTrue(self.dsn.wait_for(lambda rv: len(rv.delivered()) == n, 30),
+                            self.router.read_log())
+            self.assertRegex(bytes(self.dsn.delivered()[-1].body).decode(),
+                             r"Final-Recipient: rfc822; ?" + b)
+
+
+if __name__ == "__main__":
+    unittest.main()
