@@ -39,13 +39,17 @@ class Tx:
 
 
 class Receiver:
-    def __init__(self, responses=None, default=(250, 250, 250)):
+    def __init__(self, responses=None, default=(250, 250, 250), data_delay=0.0):
+        # data_delay: seconds between the last body byte and the data
+        # response (a slow receiver; GETs long-poll meanwhile).
+        self.data_delay = data_delay
         self.responses = {k: list(v) for k, v in (responses or {}).items()}
         self.default = default
         self.txs = {}
         self.order = []
         self.lock = threading.Lock()
         self.next_id = 0
+        ThreadingHTTPServer.request_queue_size = 4096  # many concurrent connects
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self.server.daemon_threads = True
         # A client that gave up (timeout) closes its socket: not an error here.
@@ -122,11 +126,22 @@ class Receiver:
             tx.rcpt_response = [(rcpt, "rcpt %d" % rcpt) for _ in tx.rcpts]
 
     def _maybe_data_response(self, tx):
-        if tx.finalized and tx.data_response is None:
-            data = tx.script[2]
-            if data is not None:
-                tx.data_response = (data, "data %d" % data)
+        if tx.finalized and tx.data_response is None and tx.finalized_at is None:
             tx.finalized_at = time.time()
+            data = tx.script[2]
+            if data is None:
+                return
+            if self.data_delay:
+                def later():
+                    with tx.cond:
+                        tx.data_response = (data, "data %d" % data)
+                        tx.version += 1
+                        tx.cond.notify_all()
+                t = threading.Timer(self.data_delay, later)
+                t.daemon = True
+                t.start()
+            else:
+                tx.data_response = (data, "data %d" % data)
 
     def _handler_class(self):
         recv = self
