@@ -41,16 +41,23 @@ Response policy_failed_response() {
 
 // ---- YAML -> JSON (options, smtp_meta) ----------------------------------------------------
 
+// YAML 1.1 booleans, as PyYAML reads them.
 bool is_yaml11_bool(std::string_view s, bool* out) {
   static constexpr std::string_view kTrue[] = {"true", "True", "TRUE", "yes", "Yes",
                                                "YES",  "on",   "On",   "ON"};
   static constexpr std::string_view kFalse[] = {"false", "False", "FALSE", "no", "No",
                                                 "NO",    "off",   "Off",   "OFF"};
   for (auto t : kTrue) {
-    if (s == t) return *out = true, true;
+    if (s == t) {
+      *out = true;
+      return true;
+    }
   }
   for (auto f : kFalse) {
-    if (s == f) return *out = false, true;
+    if (s == f) {
+      *out = false;
+      return true;
+    }
   }
   return false;
 }
@@ -183,9 +190,9 @@ class AddressListPolicy final : public RoutingPolicy {
       : list_(std::move(list)), destination_(std::move(destination)) {}
 
   PolicyDecision route(const TransactionMetadata& tx, std::size_t rcpt) const override {
-    if (!list_.match(rcpt_address(tx, rcpt))) return {};
-    if (destination_) return {destination_, std::nullopt};
-    return {std::nullopt, address_list_reject_response()};
+    if (!list_.match(rcpt_address(tx, rcpt))) return PolicyDecision::none();
+    if (destination_) return PolicyDecision::route_to(*destination_);
+    return PolicyDecision::reject(address_list_reject_response());
   }
 
  private:
@@ -201,10 +208,10 @@ class DestDomainPolicy final : public RoutingPolicy {
 
   PolicyDecision route(const TransactionMetadata& tx, std::size_t rcpt) const override {
     auto domain = domain_from_address(rcpt_address(tx, rcpt));
-    if (!domain) return {};  // falls through to a later router
+    if (!domain) return PolicyDecision::none();  // falls through to a later router
     Routing r = destination_;
     r.resolution = std::vector<HostPort>{HostPort{std::move(*domain), port_}};
-    return {std::move(r), std::nullopt};
+    return PolicyDecision::route_to(std::move(r));
   }
 
  private:
@@ -221,18 +228,19 @@ class NamedPolicy final : public RoutingPolicy {
   PolicyDecision route(const TransactionMetadata& tx, std::size_t rcpt) const override {
     Result<chain::RouteDecision> r = route_(tx, rcpt);
     if (!r) {
-      log::warn("router policy '{}': rcpt {}: {}", name_, rcpt, r.error().message);
-      return {std::nullopt, policy_failed_response()};
+      return PolicyDecision::reject(
+          policy_failed_response(),
+          fmt::format("routing policy '{}': {}", name_, r.error().message));
     }
-    if (r->response && r->response->err()) return {std::nullopt, r->response};
-    if (!r->destination) return {};
+    if (r->response && r->response->err()) return PolicyDecision::reject(*r->response);
+    if (!r->destination) return PolicyDecision::none();
     auto it = destinations_.find(*r->destination);
     if (it == destinations_.end()) {
-      log::error("router policy '{}': rcpt {}: no rest_endpoint named '{}'", name_, rcpt,
-                 *r->destination);
-      return {std::nullopt, policy_failed_response()};
+      return PolicyDecision::reject(
+          policy_failed_response(),
+          fmt::format("routing policy '{}' named no rest_endpoint '{}'", name_, *r->destination));
     }
-    return {it->second, std::nullopt};
+    return PolicyDecision::route_to(it->second);
   }
 
  private:
@@ -351,8 +359,8 @@ std::unique_ptr<chain::FilterState> RecipientRouterFilter::new_state() const {
 PolicyDecision RecipientRouterFilter::decide(const TransactionMetadata& tx,
                                              std::size_t rcpt) const {
   if (policy_) return policy_->route(tx, rcpt);
-  if (static_destination_) return {static_destination_, std::nullopt};
-  return {std::nullopt, null_policy_response()};
+  if (static_destination_) return PolicyDecision::route_to(*static_destination_);
+  return PolicyDecision::reject(null_policy_response());
 }
 
 Task<Result<void>> RecipientRouterFilter::on_update(chain::ProxyCall& call) const {
@@ -367,6 +375,10 @@ Task<Result<void>> RecipientRouterFilter::on_update(chain::ProxyCall& call) cons
   up.rcpt_response.clear();  // positional with the downstream list, not ours
   if (auto m = tx_merge_from(call.upstream, up); !m) co_return m.error();
 
+  // Log context: the tx id when the output handler runs the chain.
+  auto ctx = [&call] {
+    return call.env ? fmt::format("tx={} {}", call.env->rest_id, call.path) : call.path;
+  };
   TransactionMetadata& down = call.downstream;
   // Only the rcpts new since the last pass ([ACCIDENTAL] fixed: the original
   // re-appended a response slot for every unanswered rcpt on every pass).
@@ -375,8 +387,9 @@ Task<Result<void>> RecipientRouterFilter::on_update(chain::ProxyCall& call) cons
     Mailbox& rcpt = down.rcpt_to[j];
     if (rcpt.routed) continue;  // an earlier router handled it
     PolicyDecision d = decide(down, j);
+    if (!d.failure.empty()) log::at(log::Level::error, ctx(), "rcpt {}: {}", j, d.failure);
     if (d.response && d.response->err()) {
-      log::at(log::Level::debug, call.path, "rcpt {} rejected: {} {}", j, d.response->code,
+      log::at(log::Level::debug, ctx(), "rcpt {} rejected: {} {}", j, d.response->code,
               d.response->message);
       set_rcpt_response(down, j, std::move(*d.response));
       rcpt.routed = true;
@@ -386,7 +399,7 @@ Task<Result<void>> RecipientRouterFilter::on_update(chain::ProxyCall& call) cons
     rcpt.routed = true;
     if (dry_run_) continue;
     if (call.upstream.routing && !(*call.upstream.routing == *d.destination)) {
-      log::at(log::Level::info, call.path, "rcpt {} routes to a different destination", j);
+      log::at(log::Level::info, ctx(), "rcpt {} routes to a different destination", j);
       set_rcpt_response(down, j, different_destination_response());
       continue;
     }

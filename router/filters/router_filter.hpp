@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "common/base/result.hpp"
 #include "common/json/transaction.hpp"
@@ -35,6 +36,21 @@ namespace koukan::router::filters {
 struct PolicyDecision {
   std::optional<Routing> destination;
   std::optional<Response> response;
+  // Why the policy itself failed (logged by the filter with the tx id).
+  std::string failure;
+
+  static PolicyDecision none() { return {}; }
+  static PolicyDecision route_to(Routing r) {
+    PolicyDecision d;
+    d.destination = std::move(r);
+    return d;
+  }
+  static PolicyDecision reject(Response r, std::string failure = {}) {
+    PolicyDecision d;
+    d.response = std::move(r);
+    d.failure = std::move(failure);
+    return d;
+  }
 };
 
 // RoutingPolicy (the original's endpoint_for_rcpt): pure, synchronous,
@@ -49,7 +65,8 @@ class RoutingPolicy {
 // A policy that names its destinations by rest_endpoint (plugin policies):
 // `route` answers with a rest_endpoint name, `destinations` maps every name
 // to its resolved Routing. A failing `route` or an unknown name gives the rcpt
-// `451 4.3.0 routing policy failed (RecipientRouterFilter)` (logged).
+// `451 4.3.0 routing policy failed (RecipientRouterFilter)` (and a failure
+// text the filter logs).
 using NamedRouteFn =
     std::function<Result<chain::RouteDecision>(const TransactionMetadata& tx, std::size_t rcpt)>;
 std::shared_ptr<const RoutingPolicy> make_named_policy(
