@@ -316,6 +316,7 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
 void register_exploder_filters(chain::FilterRegistry& registry, OutputService& output,
                                const RouterConfig& config) {
   (void)config;
+  register_add_route(registry, output);
   OutputService* out = &output;
   registry.add("exploder", [out](const ChainEntry& entry, config::ConfigErrors& errors)
                                -> std::shared_ptr<const chain::FilterBase> {

@@ -27,7 +27,9 @@ namespace koukan::router {
 
 class OutputService;
 
-// Registers `exploder` (and keeps `output` for creating upstreams).
+// Registers `exploder` and `add_route` (add_route.cpp); both keep `output`
+// for creating stored upstream transactions and finding chains.
+void register_add_route(chain::FilterRegistry& registry, OutputService& output);
 void register_exploder_filters(chain::FilterRegistry& registry, OutputService& output,
                                const RouterConfig& config);
 

@@ -241,6 +241,7 @@ Storage& OutputService::storage() const { return *impl_->d.storage; }
 BlockingPool& OutputService::pool() const { return *impl_->d.pool; }
 VersionCache& OutputService::cache() const { return *impl_->d.cache; }
 const RouterConfig& OutputService::config() const { return *impl_->d.config; }
+const chain::ChainMap& OutputService::chains() const { return *impl_->d.chains; }
 void OutputService::stop() {
   impl_->stopping = true;
   impl_->wake();

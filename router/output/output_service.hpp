@@ -84,6 +84,7 @@ class OutputService {
   BlockingPool& pool() const;
   VersionCache& cache() const;
   const RouterConfig& config() const;
+  const chain::ChainMap& chains() const;
 
   // Creates a transaction for `sender`/`tag` outside the REST API (DSNs, the
   // Exploder's upstreams), applying the sender's retry/notification.

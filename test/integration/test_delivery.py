@@ -42,6 +42,14 @@ sender:
   - name: msa-upstream
     retry: null
     notification: null
+- name: archive
+  output_chain: archive
+  retry: output_chain
+- name: copy
+  output_chain: copy
+  tag:
+  - name: stored
+    output_chain: copy_stored
 - name: smtp
   tag:
   - name: msa
@@ -60,7 +68,52 @@ rest_endpoint:
 - name: dsn_receiver
   endpoint: {dsn_url}
   sender: router
+- name: archive_receiver
+  endpoint: {archive_url}
+  sender: router
+  tag: archive
 endpoint:
+- name: copy
+  output_handler:
+    downstream_timeout: 10
+    upstream_refresh: 1
+  chain:
+  - filter: add_route
+    sender: archive
+  - filter: router
+    destination:
+      endpoint: receiver
+  - filter: rest_output
+    rcpt_timeout: 5
+    data_timeout: 10
+- name: copy_stored
+  output_handler:
+    downstream_timeout: 10
+    upstream_refresh: 1
+  chain:
+  - filter: add_route
+    sender: archive
+    store_and_forward: true
+  - filter: router
+    destination:
+      endpoint: receiver
+  - filter: rest_output
+    rcpt_timeout: 5
+    data_timeout: 10
+- name: archive
+  output_handler:
+    downstream_timeout: 10
+    upstream_refresh: 1
+    retry_params:
+      max_attempts: 5
+      min_attempt_time: 1
+  chain:
+  - filter: router
+    destination:
+      endpoint: archive_receiver
+  - filter: rest_output
+    rcpt_timeout: 5
+    data_timeout: 10
 - name: submission
   output_handler:
     downstream_timeout: 10
@@ -120,6 +173,7 @@ logging:
 
 def start_router(testcase, recv, dsn_recv, workdir=None, storage_url=None, **kw):
     fmt = dict(max_inflight=100, receiver_url=recv.endpoint(), dsn_url=dsn_recv.endpoint(),
+               archive_url=kw.pop("archive_url", dsn_recv.endpoint()),
                max_attempts=3, min_attempt_time=2, rcpt_timeout=5)
     fmt.update(kw)
     r = harness.Router(workdir=workdir, storage_url=storage_url, yaml=DELIVERY_YAML, **fmt)
@@ -276,6 +330,7 @@ class DeliveryTest(unittest.TestCase):
                                for i in range(n)}
         workdir = harness.tempfile.mkdtemp(prefix="koukan-it-")
         router = harness.Router(workdir=workdir, yaml=DELIVERY_YAML, max_inflight=100,
+                                archive_url=self.dsn.endpoint(),
                                 receiver_url=self.recv.endpoint(), dsn_url=self.dsn.endpoint(),
                                 max_attempts=5, min_attempt_time=4, rcpt_timeout=5)
         router.start()
@@ -288,6 +343,7 @@ class DeliveryTest(unittest.TestCase):
         time.sleep(0.5)  # let the attempts write their retry times
         router.kill9()
         router2 = harness.Router(workdir=workdir, port=router.port, yaml=DELIVERY_YAML,
+                                 archive_url=self.dsn.endpoint(),
                                  max_inflight=100, receiver_url=self.recv.endpoint(),
                                  dsn_url=self.dsn.endpoint(), max_attempts=5,
                                  min_attempt_time=4, rcpt_timeout=5)
@@ -306,6 +362,50 @@ class DeliveryTest(unittest.TestCase):
         for p in paths:
             f = wait_final(router2, p, 30)
             self.assertEqual(f["final_attempt_reason"], "upstream response success")
+
+
+class AddRouteTest(unittest.TestCase):
+    def setUp(self):
+        self.recv = Receiver().start()
+        self.addCleanup(self.recv.stop)
+        self.dsn = Receiver().start()
+        self.addCleanup(self.dsn.stop)
+        self.archive = Receiver().start()
+        self.addCleanup(self.archive.stop)
+        self.router = start_router(self, self.recv, self.dsn,
+                                   archive_url=self.archive.endpoint())
+
+    def test_copy_is_delivered_in_step(self):
+        body = "Subject: copy me\r\n\r\nbody\r\n"
+        r = self.router.create(tx_json("bob@example.com", body), sender="copy")
+        self.assertEqual(r.status, 201, r)
+        final = wait_final(self.router, harness.path_of(r.header("location")))
+        self.assertEqual(final["final_attempt_reason"], "upstream response success")
+        self.assertEqual(bytes(self.recv.delivered()[0].body), body.encode())
+        self.assertTrue(self.archive.wait_for(lambda rv: len(rv.delivered()) == 1, 10))
+        a = self.archive.delivered()[0]
+        self.assertEqual(bytes(a.body), body.encode())
+        self.assertEqual(a.create["sender"], {"name": "router", "tag": "archive"})
+
+    def test_copy_failure_fails_the_main_transaction(self):
+        self.archive.responses = {"bob@example.com": [(250, 550, None)]}
+        r = self.router.create(tx_json("bob@example.com", "Subject: x\r\n\r\nx\r\n"),
+                               sender="copy")
+        final = wait_final(self.router, harness.path_of(r.header("location")))
+        self.assertEqual(final["rcpt_response"][0]["code"], 550)
+        self.assertIn("(AddRouteFilter upstream)", final["rcpt_response"][0]["message"])
+        self.assertEqual(self.recv.delivered(), [], "main delivery stopped by the copy's error")
+
+    def test_stored_copy_is_retried_independently(self):
+        self.archive.responses = {"bob@example.com": [(250, 250, 450), (250, 250, 250)]}
+        body = "Subject: stored copy\r\n\r\nbody\r\n"
+        r = self.router.create(tx_json("bob@example.com", body, "stored"), sender="copy")
+        final = wait_final(self.router, harness.path_of(r.header("location")))
+        self.assertEqual(final["final_attempt_reason"], "upstream response success")
+        self.assertTrue(self.archive.wait_for(lambda rv: len(rv.delivered()) == 1, 30),
+                        self.router.read_log())
+        self.assertEqual(bytes(self.archive.delivered()[0].body), body.encode())
+        self.assertEqual(len(self.archive.txs), 2, "one failed attempt, one retry")
 
 
 if __name__ == "__main__":
