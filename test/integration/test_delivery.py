@@ -364,6 +364,47 @@ class DeliveryTest(unittest.TestCase):
             self.assertEqual(f["final_attempt_reason"], "upstream response success")
 
 
+@unittest.skipIf(harness.PG_URL == "skip", "KOUKAN_TEST_PG_URL=skip")
+class PostgresDeliveryTest(unittest.TestCase):
+    """The same delivery path with PostgreSQL storage."""
+
+    def setUp(self):
+        if not harness.PG_URL:
+            self.fail("KOUKAN_TEST_PG_URL is not set (scripts/run-tests.sh starts a server)")
+        self.db = "koukan_delivery_%d" % os.getpid()
+        harness.pg_drop_db(self.db)
+        self.url = harness.pg_create_db(self.db)
+        self.addCleanup(harness.pg_drop_db, self.db)
+        self.recv = Receiver().start()
+        self.addCleanup(self.recv.stop)
+        self.dsn = Receiver().start()
+        self.addCleanup(self.dsn.stop)
+
+    def test_deliver_retry_and_dsn_on_postgres(self):
+        self.recv.responses = {"t@example.com": [(250, 250, 450), (250, 250, 250)],
+                               "p@example.com": [(250, 250, 550)]}
+        router = start_router(self, self.recv, self.dsn, storage_url=self.url,
+                              min_attempt_time=1)
+        body = "Subject: pg\r\n\r\n" + "pg line\r\n" * 10000
+        paths = {}
+        for rcpt in ("ok@example.com", "t@example.com", "p@example.com"):
+            r = router.create(tx_json(rcpt, body))
+            self.assertEqual(r.status, 201, r)
+            paths[rcpt] = harness.path_of(r.header("location"))
+        self.assertEqual(wait_final(router, paths["ok@example.com"])["final_attempt_reason"],
+                         "upstream response success")
+        t = wait_final(router, paths["t@example.com"], 60)
+        self.assertEqual((t["final_attempt_reason"], t["attempt_count"]),
+                         ("upstream response success", 2))
+        self.assertEqual(wait_final(router, paths["p@example.com"])["final_attempt_reason"],
+                         "upstream response permfail")
+        self.assertTrue(self.dsn.wait_for(lambda rv: len(rv.delivered()) == 1, 30))
+        for d in self.recv.delivered():
+            self.assertEqual(bytes(d.body), body.encode())
+        self.assertEqual(sorted(d.rcpts[0] for d in self.recv.delivered()),
+                         ["ok@example.com", "t@example.com"])
+
+
 class AddRouteTest(unittest.TestCase):
     def setUp(self):
         self.recv = Receiver().start()
