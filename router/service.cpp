@@ -129,7 +129,6 @@ int run_router(const std::string& config_path, Mode mode) {
   OutputService output(odeps);
   register_exploder_filters(registry, output, *cfg);
   chains = chain::build_chains(*cfg, registry, chain_errors);
-  check_exploder_upstreams(*cfg, chain_errors);
   for (const auto& w : chain_errors.warning_lines())
     std::fprintf(stderr, "%s: warning: %s\n", config_path.c_str(), w.c_str());
   if (!chain_errors.ok()) {

@@ -332,34 +332,4 @@ void register_exploder_filters(chain::FilterRegistry& registry, OutputService& o
   });
 }
 
-void check_exploder_upstreams(const RouterConfig& config, config::ConfigErrors& errors) {
-  auto check = [&](const std::string& path, const std::string& name,
-                   std::optional<std::string_view> tag) {
-    auto es = config.resolve(name, tag);
-    if (!es.ok() || !config.is_incremental(*es)) return;
-    std::optional<std::string_view> utag;
-    if (es->upstream_tag) utag = *es->upstream_tag;
-    auto up = config.resolve(es->upstream_sender, utag);
-    if (!up.ok()) {
-      errors.error(path, fmt::format("exploder upstream sender '{}'{} is not defined: {}",
-                                     es->upstream_sender,
-                                     es->upstream_tag ? " tag '" + *es->upstream_tag + "'" : "",
-                                     up.error().message));
-    } else if (config.is_incremental(*up)) {
-      errors.error(path, fmt::format(
-          "exploder upstream sender '{}'{} ends in an exploder too (it would fan out into "
-          "itself); set upstream_sender/upstream_tag to a non-exploder chain",
-          es->upstream_sender, es->upstream_tag ? " tag '" + *es->upstream_tag + "'" : ""));
-    }
-  };
-  for (std::size_t i = 0; i < config.senders.size(); ++i) {
-    const auto& s = config.senders[i];
-    const std::string base = fmt::format("sender[{}]", i);
-    if (s.tags.empty()) check(base, s.name, std::nullopt);
-    for (std::size_t j = 0; j < s.tags.size(); ++j)
-      check(fmt::format("{}.tag[{}]", base, j), s.name, std::string_view(s.tags[j].name));
-    if (!s.tags.empty() && s.fields.output_chain) check(base, s.name, std::nullopt);
-  }
-}
-
 }  // namespace koukan::router

@@ -13,9 +13,7 @@
 // yaml: msa (bool, default false), rcpt_timeout / data_timeout (seconds;
 // defaults msa 5 / 30, otherwise 30 / 300).
 //
-// Differences from the original (docs/compat.md "Exploder"): a sender whose
-// upstream resolves back to an exploder chain is a start-up error (the
-// original fans out into itself forever); downstream heartbeats are passed
+// Differences from the original (docs/compat.md "Exploder"): downstream heartbeats are passed
 // on to the upstream transactions (a ping), so a slow client does not make
 // them hit downstream_timeout; a failed upstream create answers that
 // recipient with a temporary error instead of tripping an assertion later.
@@ -32,9 +30,5 @@ class OutputService;
 void register_add_route(chain::FilterRegistry& registry, OutputService& output);
 void register_exploder_filters(chain::FilterRegistry& registry, OutputService& output,
                                const RouterConfig& config);
-
-// Start-up check: every sender/tag whose chain ends in `exploder` must have
-// an upstream sender/tag that exists and does not itself end in `exploder`.
-void check_exploder_upstreams(const RouterConfig& config, config::ConfigErrors& errors);
 
 }  // namespace koukan::router

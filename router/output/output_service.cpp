@@ -456,7 +456,8 @@ Task<void> run_notification_only(Attempt& a) {
 Task<void> run_attempt_rounds(Attempt& a) {
   const RouterConfig& cfg = a.cfg();
   auto& cache = *a.s->d.cache;
-  const auto refresh = std::chrono::seconds(a.oh ? a.oh->upstream_refresh : 30);
+  // At least 1 s: upstream_refresh 0 would turn heartbeats into a busy loop.
+  const auto refresh = std::chrono::seconds(std::max(1, a.oh ? a.oh->upstream_refresh : 30));
   const auto downstream_timeout = std::chrono::seconds(a.oh ? a.oh->downstream_timeout : 60);
   (void)cfg;
 

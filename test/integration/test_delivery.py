@@ -171,12 +171,14 @@ logging:
 """
 
 
-def start_router(testcase, recv, dsn_recv, workdir=None, storage_url=None, **kw):
+def start_router(testcase, recv, dsn_recv, workdir=None, storage_url=None, refresh=30,
+                 extra_storage="", **kw):
     fmt = dict(max_inflight=100, receiver_url=recv.endpoint(), dsn_url=dsn_recv.endpoint(),
                archive_url=kw.pop("archive_url", dsn_recv.endpoint()),
                max_attempts=3, min_attempt_time=2, rcpt_timeout=5)
     fmt.update(kw)
-    r = harness.Router(workdir=workdir, storage_url=storage_url, yaml=DELIVERY_YAML, **fmt)
+    r = harness.Router(workdir=workdir, storage_url=storage_url, yaml=DELIVERY_YAML,
+                       refresh=refresh, extra_storage=extra_storage, **fmt)
     r.start()
     testcase.addCleanup(r.stop)
     return r
@@ -403,6 +405,27 @@ class PostgresDeliveryTest(unittest.TestCase):
             self.assertEqual(bytes(d.body), body.encode())
         self.assertEqual(sorted(d.rcpts[0] for d in self.recv.delivered()),
                          ["ok@example.com", "t@example.com"])
+
+    def test_other_replica_takes_over_after_a_crash(self):
+        # Replica A takes the transaction, its first attempt fails
+        # temporarily, A dies; B reaps A's session and delivers the retry.
+        self.recv.responses = {"x@example.com": [(250, 250, 450), (250, 250, 250)]}
+        ttl = "  session_ttl: 3"
+        a = start_router(self, self.recv, self.dsn, storage_url=self.url, min_attempt_time=2,
+                         refresh=1, extra_storage=ttl)
+        b = start_router(self, self.recv, self.dsn, storage_url=self.url, min_attempt_time=2,
+                         refresh=1, extra_storage=ttl)
+        r = a.create(tx_json("x@example.com", "Subject: takeover\r\n\r\nx\r\n"))
+        self.assertEqual(r.status, 201, r)
+        path = harness.path_of(r.header("location"))
+        self.assertTrue(self.recv.wait_for(lambda rv: len(rv.txs) == 1, 10))
+        time.sleep(0.5)
+        a.kill9()
+        self.assertTrue(self.recv.wait_for(lambda rv: len(rv.delivered()) == 1, 30), b.read_log())
+        f = wait_final(b, path, 20)
+        self.assertEqual((f["final_attempt_reason"], f["attempt_count"]),
+                         ("upstream response success", 2))
+        self.assertIn("attempt 2", b.read_log())
 
 
 class AddRouteTest(unittest.TestCase):

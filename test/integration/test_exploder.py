@@ -168,5 +168,33 @@ class ExploderTableTest(unittest.TestCase):
                              r"Final-Recipient: rfc822; ?" + b)
 
 
+class ExploderConfigTest(unittest.TestCase):
+    def test_fan_out_into_itself_is_a_startup_error(self):
+        # Without upstream_tag the upstream defaults to the same sender/tag,
+        # whose chain is the exploder again (the original looped forever).
+        import subprocess
+        from test_delivery import DELIVERY_YAML
+        text = DELIVERY_YAML.replace(
+            "    output_chain: msa_exploder\n    upstream_sender: submission\n"
+            "    upstream_tag: msa-upstream\n", "    output_chain: msa_exploder\n")
+        self.assertNotEqual(text, DELIVERY_YAML)
+        workdir = harness.tempfile.mkdtemp(prefix="koukan-it-")
+        cfg = harness.os.path.join(workdir, "router.yaml")
+        with open(cfg, "w") as f:
+            f.write(text.format(port=harness.free_port(), session_uri="http://127.0.0.1:1",
+                                service_uri="http://127.0.0.1:1", chunk_size=1048576,
+                                storage_url="sqlite://" + workdir + "/r.db", refresh=30,
+                                extra_storage="", max_inflight=10,
+                                receiver_url="http://127.0.0.1:1/senders/router/transactions",
+                                dsn_url="http://127.0.0.1:1/senders/router/transactions",
+                                archive_url="http://127.0.0.1:1/senders/router/transactions",
+                                max_attempts=3, min_attempt_time=1, rcpt_timeout=5))
+        p = subprocess.run([harness.ROUTER_BIN, "--check-config", cfg], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 2, p)
+        self.assertIn("would explode again", p.stderr)
+        self.assertIn("sender[", p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
