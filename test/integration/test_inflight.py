@@ -31,6 +31,7 @@ class InflightTest(unittest.TestCase):
         self.addCleanup(dsn.stop)
         router = harness.Router(yaml=DELIVERY_YAML, max_inflight=N + 100,
                                 receiver_url=recv.endpoint(), dsn_url=dsn.endpoint(),
+                                archive_url=dsn.endpoint(),
                                 max_attempts=3, min_attempt_time=60, rcpt_timeout=60,
                                 log_level="warning")
         router.start()
