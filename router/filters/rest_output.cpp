@@ -825,6 +825,9 @@ struct ClientPool {
       http::ClientOptions o;
       o.verify = cfg.verify;
       o.ca_file = cfg.ca_file;
+      // Many attempts talk to the same gateway/receiver at once: keep enough
+      // idle connections that concurrency does not mean a connect per request.
+      o.max_idle_per_host = 256;
       c = std::make_shared<http::Client>(executor, std::move(o));
     }
     return c;
