@@ -1,0 +1,38 @@
+#pragma once
+// ByteStream over TCP with optional TLS (OpenSSL through asio::ssl), for
+// both roles: the gateway's SMTP listeners (server: STARTTLS or implicit TLS
+// on accept) and its outbound SMTP client (client: opportunistic STARTTLS).
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/base/result.hpp"
+#include "common/smtp/stream.hpp"
+
+namespace koukan::smtp {
+
+// An OpenSSL context (pimpl; shared by every connection using it).
+class TlsContext {
+ public:
+  // Server identity from PEM files (chain + key); errors name the file.
+  static Result<std::shared_ptr<TlsContext>> server(const std::string& cert_file,
+                                                    const std::string& key_file);
+  // Client: TLS >= 1.2; verify=false accepts any certificate (opportunistic
+  // STARTTLS, as the original); verify=true checks against the system CAs.
+  static std::shared_ptr<TlsContext> client(bool verify);
+  ~TlsContext();
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+};
+
+// Wraps an accepted (server) or connected (client) socket. `tls` may be null
+// (no TLS for this stream). server: true = TLS server role. With
+// implicit_tls the handshake runs before the first read (port 465); its
+// failure surfaces as the first read's error.
+std::unique_ptr<ByteStream> make_tcp_stream(boost::asio::ip::tcp::socket socket,
+                                            std::shared_ptr<TlsContext> tls, bool server,
+                                            bool implicit_tls = false);
+
+}  // namespace koukan::smtp
