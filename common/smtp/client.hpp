@@ -12,6 +12,9 @@
 //   auto d = co_await c.data(rest, /*last=*/true);    // the data response(s)
 //   co_await c.quit();
 //
+// The client never QUITs by itself: after a failed step or the data
+// response, call quit() (docs/smtp_client.md).
+//
 // Every I/O or protocol problem becomes a response, never an exception:
 // connection trouble is a 4xx ("connect error ...", "connection lost ...")
 // so the router tries the next host / retries. Replies of several lines are
@@ -28,6 +31,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/async/task.hpp"
@@ -44,6 +48,12 @@ struct ClientOptions {
   std::chrono::milliseconds timeout{300'000};  // per read/write
 };
 
+// mail_rcpt(): the mail response and one response per recipient, in order.
+struct MailRcptResult {
+  Response mail;
+  std::vector<Response> rcpt;
+};
+
 class SmtpClient {
  public:
   SmtpClient(std::unique_ptr<ByteStream> stream, ClientOptions opts);
@@ -57,6 +67,11 @@ class SmtpClient {
   // an unsupported one gives a 5xx without sending MAIL.
   Task<Response> mail(const Mailbox& from);
   Task<Response> rcpt(const Mailbox& to);
+  // mail() and rcpt() for each of `to`, in one round trip when the server
+  // offers PIPELINING (RFC 2920), else one after the other. A recipient
+  // whose parameter check fails gets that reply and is not sent; if MAIL
+  // fails every recipient gets "503 5.5.1 failed precondition: MAIL".
+  Task<MailRcptResult> mail_rcpt(const Mailbox& from, const std::vector<Mailbox>& to);
   // One piece of the body. Returns nullopt until `last` (unless the server
   // already failed, e.g. a BDAT chunk rejected: then that response).
   // SMTP: one response. LMTP: one per recipient accepted by rcpt(), in order.
@@ -78,8 +93,12 @@ class SmtpClient {
 // the original (gateway.md §4.3 step 5) unless verify is set.
 struct ConnectOptions {
   std::chrono::milliseconds timeout{30'000};
-  bool verify_tls = false;
+  bool verify_tls = false;  // with it, the certificate must match the IP (SAN)
 };
+// Keep it trivially destructible: callers use the `= {}` default inside
+// co_await, a braced temporary that GCC 12.2 double-frees otherwise. (For
+// SNI / name checks build the stream with make_tcp_client_stream.)
+static_assert(std::is_trivially_destructible_v<ConnectOptions>);
 Task<Result<std::unique_ptr<ByteStream>>> connect_tcp(asio::any_io_executor ex,
                                                       const HostPort& to,
                                                       ConnectOptions opts = {});

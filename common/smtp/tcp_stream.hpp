@@ -29,10 +29,18 @@ class TlsContext {
 
 // Wraps an accepted (server) or connected (client) socket. `tls` may be null
 // (no TLS for this stream). server: true = TLS server role. With
-// implicit_tls the handshake runs before the first read (port 465); its
-// failure surfaces as the first read's error.
+// implicit_tls the handshake runs before the first read or write (port 465:
+// the greeting is written first); its failure is that operation's error
+// (and every later one's). is_tls() is true from the start.
 std::unique_ptr<ByteStream> make_tcp_stream(boost::asio::ip::tcp::socket socket,
                                             std::shared_ptr<TlsContext> tls, bool server,
                                             bool implicit_tls = false);
+
+// Client role over a connected socket. `server_name`: the peer's name (or
+// IP literal) for SNI (names only) and, with a verifying context, for the
+// certificate check (host name or IP SAN). connect_tcp() uses this.
+std::unique_ptr<ByteStream> make_tcp_client_stream(boost::asio::ip::tcp::socket socket,
+                                                   std::shared_ptr<TlsContext> tls,
+                                                   std::string server_name);
 
 }  // namespace koukan::smtp
