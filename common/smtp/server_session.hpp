@@ -57,7 +57,9 @@ struct SessionInfo {
   std::optional<HostPort> local;
 };
 
-enum class ResetReason { rset, ehlo, new_mail, quit, disconnect, error };
+// timeout: the idle timeout expired (the client got 421 4.4.2).
+enum class ResetReason { rset, ehlo, new_mail, quit, disconnect, error, timeout };
+const char* reset_reason_name(ResetReason r);  // "rset", ... (logs, tests)
 
 class ServerHandler {
  public:

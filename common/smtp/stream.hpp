@@ -8,7 +8,9 @@
 //
 // One coroutine uses a stream at a time (reads and writes are not
 // concurrent). Every operation has a deadline: set_timeout() before it;
-// an expired deadline is Errc::timeout and the stream is unusable after.
+// an expired deadline is Errc::timeout. After a read timeout one more write
+// may be tried (a 421 reply), then the stream must be closed; after any other
+// timeout the stream is closed already.
 #include <chrono>
 #include <cstddef>
 #include <memory>

@@ -164,6 +164,9 @@ class TcpStream final : public ByteStream {
     bool timed_out = disarm();
     if (!ec) co_return n;
     if (ec == asio::error::eof || ec == ssl::error::stream_truncated) co_return std::size_t{0};
+    // A read deadline leaves the connection open for one last write (the
+    // server's "421 ... timeout"); the caller closes afterwards.
+    if (timed_out) co_return Error(Errc::timeout, "read timed out");
     co_return fail(ec, timed_out, "read");
   }
 

@@ -87,7 +87,12 @@ Task<void> do_rcpt(std::shared_ptr<OutboundTx> t, DriverState& st) {
   const Mailbox to = t->tx.rcpt_to[i];  // a copy: PATCH may grow the list meanwhile
   Response resp;
   if (!st.mail_ok) {
-    resp = Response(503, "5.5.1 failed precondition: MAIL");
+    // In MAIL's class: after a temporary MAIL failure (e.g. the destination
+    // is down) the recipient must stay temporary, so the router retries
+    // (the original always answered 503 here).
+    const bool temp = t->tx.mail_response && t->tx.mail_response->temp();
+    resp = temp ? Response(451, "4.5.1 failed precondition: MAIL")
+                : Response(503, "5.5.1 failed precondition: MAIL");
   } else if (t->host.lmtp && i > 0) {
     resp = Response(450, "lmtp multi-rcpt unimplemented");
   } else if (!t->client) {

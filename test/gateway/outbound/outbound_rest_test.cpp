@@ -137,7 +137,8 @@ TEST_F(OutboundTest, RemoteHostMustBeAnIpLiteral) {
   auto o = r.obj();
   EXPECT_EQ(code(o, "mail_response"), 400);
   EXPECT_EQ(message(o, "mail_response"), "SmtpEndpoint: bad request: remote_host.host is not a valid IP address");
-  EXPECT_EQ(rcpt_code(o, 0), 503);
+  // MAIL failed temporarily (400): the recipient fails in the same class.
+  EXPECT_EQ(rcpt_code(o, 0), 451);
   EXPECT_EQ(fake_->n_connects(), 0u);
 
   Reply c = post_json("/senders/router/transactions",
@@ -156,6 +157,7 @@ TEST_F(OutboundTest, ConnectFailureIsMailResponse400) {
   Reply r = wait_for(id, envelope_done);
   EXPECT_EQ(code(r.obj(), "mail_response"), 400);
   EXPECT_EQ(message(r.obj(), "mail_response"), "connect error connection refused");
+  EXPECT_EQ(rcpt_code(r.obj(), 0), 451);  // temporary: the router retries
 }
 
 TEST_F(OutboundTest, MailRefusedIsRelayedAndQuits) {
