@@ -46,6 +46,7 @@ Task<void> quit(std::shared_ptr<OutboundTx> t) {
 Task<void> do_mail(std::shared_ptr<OutboundTx> t, const Connector& connector, DriverState& st) {
   st.mail_sent = true;
   Response resp;
+  std::vector<Response> pipelined;  // RCPT replies sent together with MAIL
   if (!t->tx.remote_host) {
     resp = Response(400, "SmtpEndpoint: bad request: no remote_host");
   } else if (!is_ip_literal(t->tx.remote_host->host)) {
@@ -71,13 +72,31 @@ Task<void> do_mail(std::shared_ptr<OutboundTx> t, const Connector& connector, Dr
       o.timeout = to_ms(t->host.timeout);
       t->client = std::make_unique<smtp::SmtpClient>(std::move(conn.value()), o);
       const Mailbox from = *t->tx.mail_from;
-      resp = co_await t->client->mail(from);
+      // The router normally creates with MAIL and the recipient together:
+      // send them in one round trip when the server offers PIPELINING
+      // (mail_rcpt falls back to one command at a time otherwise).
+      std::vector<Mailbox> rcpts(t->tx.rcpt_to.begin(), t->tx.rcpt_to.end());
+      if (t->host.lmtp && rcpts.size() > 1) rcpts.resize(1);
+      if (rcpts.empty()) {
+        resp = co_await t->client->mail(from);
+      } else {
+        smtp::MailRcptResult mr = co_await t->client->mail_rcpt(from, rcpts);
+        resp = mr.mail;
+        if (resp.ok() && mr.rcpt.size() == rcpts.size()) pipelined = std::move(mr.rcpt);
+      }
     }
     t->step_running = false;
   }
   st.mail_ok = resp.ok();
   t->log.info("mail response {} {}", resp.code, resp.message);
   t->tx.mail_response = resp;
+  for (std::size_t i = 0; i < pipelined.size(); ++i) {
+    if (pipelined[i].ok()) st.any_rcpt_ok = true;
+    t->log.info("rcpt[{}] response {} {}", i, pipelined[i].code, pipelined[i].message);
+    if (t->tx.rcpt_response.size() <= i) t->tx.rcpt_response.resize(i + 1);
+    t->tx.rcpt_response[i] = pipelined[i];
+  }
+  st.rcpts_done = pipelined.size();
   t->publish();
   if (!st.mail_ok) co_await quit(t);
 }
