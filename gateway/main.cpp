@@ -70,9 +70,10 @@ int main(int argc, char** argv) {
 
   asio::io_context io(1);
   SmtpService smtp(io, *cfg);
-  // Binds the SMTP ports and loads certificates and secrets: --check-config
-  // checks those files too (the ports are released at exit).
-  if (auto r = smtp.listen(); !r.ok()) {
+  // Loads certificates and secrets (--check-config checks those files too)
+  // and binds the SMTP ports (not in --check-config: the gateway may be
+  // running).
+  if (auto r = smtp.listen(!check); !r.ok()) {
     std::fprintf(stderr, "%s: %s\n", path, r.error().message.c_str());
     return check ? 2 : 1;
   }

@@ -232,7 +232,7 @@ SmtpService::SmtpService(asio::io_context& io, const GatewayConfig& config)
     : impl_(std::make_shared<Impl>(io, config)) {}
 SmtpService::~SmtpService() = default;
 
-Result<void> SmtpService::listen() {
+Result<void> SmtpService::listen(bool bind) {
   std::string errors;
   for (const auto& svc : impl_->cfg.services) {
     Listener l;
@@ -274,6 +274,7 @@ Result<void> SmtpService::listen() {
       errors += where + ": bad address '" + svc.host + "'\n";
       continue;
     }
+    if (!bind) continue;
     tcp::endpoint ep(addr, svc.port);
     auto acc = std::make_unique<tcp::acceptor>(impl_->io);
     acc->open(ep.protocol(), ec);

@@ -18,9 +18,10 @@ class SmtpService {
  public:
   SmtpService(asio::io_context& io, const GatewayConfig& config);
   ~SmtpService();
-  // Loads certificates / secrets and binds every listener; every problem is
-  // returned (as one message, a line per listener).
-  Result<void> listen();
+  // Loads certificates / secrets and binds every listener (bind=false:
+  // only the files, for --check-config next to a running gateway); every
+  // problem is returned (as one message, a line per listener).
+  Result<void> listen(bool bind = true);
   // Ports actually bound (tests use port 0), in services[] order.
   std::vector<std::uint16_t> ports() const;
   void start();
