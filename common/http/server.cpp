@@ -196,6 +196,10 @@ class ParserBodyReader final : public BodyReader {
     out.clear();
     if (err_) co_return *err_;
     max = std::clamp<std::size_t>(max, 1, kMaxPiece);
+    // out.resize(max) below zero-fills max octets (and page-faults a fresh
+    // 1 MiB allocation): never size it beyond what the body has left.
+    if (auto rem = parser_.content_length_remaining(); rem && *rem > 0 && *rem < max)
+      max = static_cast<std::size_t>(*rem);
     while (out.empty() && !parser_.is_done()) {
       if (need_continue_) {
         need_continue_ = false;
