@@ -664,6 +664,12 @@ OutputService::OutputService(std::shared_ptr<Impl> impl) : impl_(std::move(impl)
 void OutputService::start_new(TxRecord rec) {
   auto s = impl_;
   auto go = [](std::shared_ptr<Impl> s, TxRecord rec) -> Task<void> {
+    if (rec.leased_by_me && rec.attempt_count > 0) {
+      // Created with its first attempt already started (CreateSpec::start_attempt).
+      const std::int64_t attempt = rec.attempt_count;
+      co_await run_attempt(s, std::move(rec), attempt, false);
+      co_return;
+    }
     bool oneshot = true;
     if (auto tx = tx_from_json(rec.json, View::Db); tx.ok()) oneshot = !tx->retry.has_value();
     auto id = rec.rest_id;
@@ -736,6 +742,7 @@ Task<Result<OutputService::Created>> OutputService::create(NewTx n) {
   spec.blobs = std::move(n.blobs);
   const bool start = n.start && try_reserve();
   spec.leased = start;
+  spec.start_attempt = start;
   auto* st = s->d.storage;
   auto f = [st, spec = std::move(spec)]() { return st->create(spec); };
   auto rec = co_await offload(*s->d.pool, std::move(f));

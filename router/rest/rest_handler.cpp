@@ -221,6 +221,7 @@ struct RestHandler::Impl {
     const bool hooks = static_cast<bool>(o.output.reserve);
     const bool reserved = hooks && o.output.reserve();
     spec.leased = reserved || !hooks;
+    spec.start_attempt = reserved;  // the output side runs it at once
     auto f = [this, spec = std::move(spec)]() { return storage.create(spec); };
     auto rec = co_await offload(pool, std::move(f));
     if (!rec.ok()) {

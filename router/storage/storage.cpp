@@ -247,6 +247,10 @@ class SqlStorage final : public Storage {
       if (all_final) {
         x.c.exec("UPDATE Transactions SET input_done = TRUE WHERE id = $1", {Param::int64(id)});
       }
+      if (spec.leased && spec.start_attempt) {
+        const bool oneshot = !spec.final_attempt_reason && !spec.json.contains("retry");
+        claim(x, id, me, /*attempt=*/true, oneshot);
+      }
       TxRecord rec = load_in(x, spec.rest_id).value();
       x.changes.push_back({spec.rest_id, rec.version});
       return rec;

@@ -125,6 +125,11 @@ struct CreateSpec {
   std::vector<BlobSpec> blobs;
   std::optional<boost::json::object> message_builder;
   std::optional<std::string> final_attempt_reason;  // e.g. "oneshot"
+  // With `leased`: also start attempt 1 in the same database transaction
+  // (what start_attempt() does, incl. the "oneshot" marker when the json has
+  // no "retry"); the returned record has attempt_count 1. Saves a commit per
+  // cut-through transaction.
+  bool start_attempt = false;
 };
 
 // An optimistic write (router.md §6.2). Fields left unset are unchanged.

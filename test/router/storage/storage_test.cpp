@@ -715,6 +715,33 @@ TEST_P(Attempts, OneshotMarkerAndClear) {
   EXPECT_FALSE(s->load("t")->final_attempt_reason);
 }
 
+TEST_P(Attempts, CreateCanStartTheFirstAttempt) {
+  auto s = open_with_session("http://r0");
+  CreateSpec one = spec("one", {}, true);
+  one.start_attempt = true;
+  auto r = s->create(one);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->attempt_count, 1);
+  EXPECT_TRUE(r->leased_by_me);
+  // No "retry" in the json: oneshot, as start_attempt(oneshot=true) does.
+  EXPECT_EQ(r->final_attempt_reason, std::string(kOneshotReason));
+  CreateSpec durable = spec("durable", {}, true);
+  durable.json["retry"] = boost::json::object();
+  durable.start_attempt = true;
+  auto d = s->create(durable);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->attempt_count, 1);
+  EXPECT_FALSE(d->final_attempt_reason);
+  // The attempt row exists: responses can be written under the lease.
+  TxWrite w;
+  w.attempt_responses = obj(R"({"mail_response":{"code":250,"message":"ok"}})");
+  EXPECT_TRUE(s->write("durable", d->version, w).ok());
+  // Not leased: no attempt is started.
+  CreateSpec unleased = spec("unleased");
+  unleased.start_attempt = true;
+  EXPECT_EQ(s->create(unleased)->attempt_count, 0);
+}
+
 TEST_P(Attempts, DequeueClaimsDueTransactionsExactlyOnce) {
   auto a = open_with_session("http://a");
   auto b = open_with_session("http://b");
