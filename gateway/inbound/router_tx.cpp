@@ -5,7 +5,11 @@
 
 #include <fmt/core.h>
 
+#include "common/http/rest_util.hpp"
+
 namespace koukan::gateway {
+
+using http::strip_quotes;
 
 namespace {
 
@@ -23,10 +27,6 @@ Task<void> sleep_for(std::chrono::milliseconds d) {
   co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
-std::string strip_quotes(std::string_view v) {
-  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-  return std::string(v);
-}
 
 // "bytes 0-N/..." -> N+1 stored; "bytes */T" -> 0.
 std::optional<std::int64_t> stored_length(std::string_view cr) {

@@ -9,43 +9,21 @@
 
 #include "common/http/error.hpp"
 #include "common/json/transaction.hpp"
-#include "gateway/outbound/body_range.hpp"
+#include "common/http/rest_util.hpp"
 
 namespace koukan::gateway::outbound {
 
 using http::Request;
+using http::ContentRange;
+using http::format_content_range;
+using http::parse_content_range;
+using http::parse_decimal;
+using http::split_path;
+using http::strip_quotes;
 namespace H = koukan::http;
 
 namespace {
 
-std::vector<std::string_view> split_path(std::string_view p) {
-  std::vector<std::string_view> out;
-  while (!p.empty()) {
-    if (p.front() == '/') {
-      p.remove_prefix(1);
-      continue;
-    }
-    auto s = p.find('/');
-    out.push_back(p.substr(0, s));
-    if (s == std::string_view::npos) break;
-    p.remove_prefix(s);
-  }
-  return out;
-}
-
-std::string strip_quotes(std::string_view v) {
-  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-  return std::string(v);
-}
-
-bool is_json_content_type(const Request& req) {
-  auto ct = req.headers.get("content-type");
-  if (!ct) return false;
-  std::string_view v = *ct;
-  v = v.substr(0, v.find(';'));
-  while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
-  return H::iequals(v, "application/json");
-}
 
 H::Response method_not_allowed() {
   H::Response r = H::error_response(Errc::bad_request, "method not allowed");
@@ -137,7 +115,7 @@ struct RestHandler::Impl {
     auto body = co_await req.read_all(o().listener.max_json_body);
     if (!body.ok()) co_return H::error_response(body.error());
     std::optional<TransactionMetadata> delta;
-    if (is_json_content_type(req)) {
+    if (http::is_json_content_type(req.headers)) {
       auto d = tx_from_json_string(*body, View::RestUpdate);
       if (!d.ok()) co_return H::error_response(Errc::bad_request, "invalid request: " + d.error().message);
       delta = std::move(*d);

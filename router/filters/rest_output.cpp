@@ -19,6 +19,7 @@
 
 #include "common/base/log.hpp"
 #include "common/http/client.hpp"
+#include "common/http/rest_util.hpp"
 #include "router/chain/chain.hpp"
 #include "router/chain/filter.hpp"
 #include "router/chain/registry.hpp"
@@ -27,6 +28,7 @@
 namespace koukan::router::filters {
 
 namespace json = boost::json;
+using http::strip_quotes;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -137,10 +139,6 @@ void add_request_timeout(http::Headers& h, Clock::time_point deadline) {
   if (secs >= 2) h.set("request-timeout", std::to_string(secs - 1));
 }
 
-std::string strip_quotes(std::string_view s) {
-  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
-  return std::string(s);
-}
 
 // Absolute URL for a Location header: absolute URLs as they are, an
 // absolute path against the request's origin.

@@ -13,7 +13,7 @@
 #include "common/http/error.hpp"
 #include "common/json/transaction.hpp"
 #include "router/config/router_config.hpp"
-#include "router/rest/range.hpp"
+#include "common/http/rest_util.hpp"
 #include "router/storage/storage.hpp"
 #include "router/storage/version_cache.hpp"
 
@@ -21,32 +21,17 @@ namespace koukan::router {
 
 using http::Request;
 using http::Response;
+using http::ContentRange;
+using http::format_content_range;
+using http::parse_content_range;
+using http::parse_decimal;
+using http::split_path;
+using http::strip_quotes;
 namespace json = boost::json;
 
 namespace {
 
 
-std::vector<std::string_view> split_path(std::string_view p) {
-  std::vector<std::string_view> out;
-  while (!p.empty()) {
-    if (p.front() == '/') { p.remove_prefix(1); continue; }
-    auto s = p.find('/');
-    out.push_back(p.substr(0, s));
-    if (s == std::string_view::npos) break;
-    p.remove_prefix(s);
-  }
-  return out;
-}
-
-std::string strip_quotes(std::string_view v) {
-  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-  return std::string(v);
-}
-
-bool is_json_content_type(const Request& req) {
-  auto ct = req.headers.get("content-type");
-  return ct && http::iequals(*ct, "application/json");
-}
 
 Response with_etag(Response r, std::int64_t version) {
   r.headers.set("etag", std::to_string(version));
@@ -287,7 +272,7 @@ struct RestHandler::Impl {
     std::optional<TransactionMetadata> delta;
     auto body = co_await req.read_all(o.max_json_body);
     if (!body.ok()) co_return http::error_response(body.error());
-    if (is_json_content_type(req)) {
+    if (http::is_json_content_type(req.headers)) {
       auto d = tx_from_json_string(*body, View::RestUpdate);
       if (!d.ok()) co_return http::error_response(d.error());
       if (d->body) co_return http::error_response(Errc::bad_request, "body may not be set in an update; PUT it");

@@ -1,6 +1,6 @@
-#include "gateway/outbound/body_range.hpp"
+#include "common/http/rest_util.hpp"
 
-namespace koukan::gateway::outbound {
+namespace koukan::http {
 
 std::optional<std::uint64_t> parse_decimal(std::string_view v) {
   if (v.empty() || v.size() > 18) return std::nullopt;
@@ -42,4 +42,33 @@ std::string format_content_range(std::uint64_t stored, std::optional<std::uint64
   return "bytes 0-" + std::to_string(stored - 1) + "/" + t;
 }
 
-}  // namespace koukan::gateway::outbound
+std::string strip_quotes(std::string_view v) {
+  if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+  return std::string(v);
+}
+
+std::vector<std::string_view> split_path(std::string_view p) {
+  std::vector<std::string_view> out;
+  while (!p.empty()) {
+    if (p.front() == '/') {
+      p.remove_prefix(1);
+      continue;
+    }
+    auto s = p.find('/');
+    out.push_back(p.substr(0, s));
+    if (s == std::string_view::npos) break;
+    p.remove_prefix(s);
+  }
+  return out;
+}
+
+bool is_json_content_type(const Headers& h) {
+  auto ct = h.get("content-type");
+  if (!ct) return false;
+  std::string_view v = *ct;
+  v = v.substr(0, v.find(';'));
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return iequals(v, "application/json");
+}
+
+}  // namespace koukan::http
