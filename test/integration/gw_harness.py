@@ -223,27 +223,13 @@ class Gateway:
 
     def start(self, timeout=20):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([GATEWAY_BIN, self.config_path], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("gateway exited %d:\n%s" % (self.proc.returncode,
-                                                               self.read_log()))
-            try:
-                if harness.request("GET", self.url + "/healthz", timeout=2).status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("gateway did not become ready:\n" + self.read_log())
+        self.proc = harness.start_daemon([GATEWAY_BIN, self.config_path], self.log,
+                                         self.url + "/healthz", "gateway", self.read_log,
+                                         timeout)
+        return self
 
     def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-8000:]
-        except OSError:
-            return ""
+        return harness.read_tail(self.log_path)
 
     def pid(self):
         return self.proc.pid

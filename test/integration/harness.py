@@ -157,28 +157,12 @@ class Router:
 
     def start(self, timeout=20):
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([ROUTER_BIN, self.config_path],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("router exited %d:\n%s" % (
-                    self.proc.returncode, self.read_log()))
-            try:
-                r = self.request("GET", "/healthz", timeout=2)
-                if r.status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("router did not become ready:\n" + self.read_log())
+        self.proc = start_daemon([ROUTER_BIN, self.config_path], self.log,
+                                 self.url("/healthz"), "router", self.read_log, timeout)
+        return self
 
     def read_log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-8000:]
-        except OSError:
-            return ""
+        return read_tail(self.log_path)
 
     def _close_log(self):
         if getattr(self, "log", None):
@@ -235,6 +219,32 @@ class Router:
         return self.request("POST", "/senders/%s/transactions" % sender,
                             json.dumps(tx).encode(),
                             {"content-type": "application/json"})
+
+
+def read_tail(path, n=8000):
+    """The last n characters of a log file ("" if it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")[-n:]
+    except OSError:
+        return ""
+
+
+def start_daemon(argv, log, health_url, what, read_log, timeout=20):
+    """Starts a koukan daemon logging to `log` and waits until GET
+    health_url answers 200; raises with its log if it exits or times out."""
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited %d:\n%s" % (what, proc.returncode, read_log()))
+        try:
+            if request("GET", health_url, timeout=2).status == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("%s did not become ready:\n%s" % (what, read_log()))
 
 
 def request(method, url, body=None, headers=None, timeout=30):
