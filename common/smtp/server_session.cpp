@@ -116,6 +116,7 @@ class Session {
   // ---- commands
   Task<void> dispatch(const std::string& line);
   Task<void> cmd_hello(std::string_view arg, bool esmtp);
+  bool path_ok(const server::PathArg& p, const char* syntax_reply);
   Task<void> cmd_mail(std::string_view arg);
   Task<void> cmd_rcpt(std::string_view arg);
   Task<void> cmd_data(std::string_view arg);
@@ -519,26 +520,32 @@ bool valid_notify(std::string_view v) {
 
 }  // namespace
 
+// The checks MAIL and RCPT share; replies and returns false on a problem.
+bool Session::path_ok(const server::PathArg& p, const char* syntax_reply) {
+  // After HELO (not EHLO) parameters are a syntax error.
+  bool params_given = p.status == server::PathStatus::bad_params || !p.params.empty();
+  if (p.status == server::PathStatus::syntax || (!info_.esmtp && params_given)) {
+    reply(501, syntax_reply);
+    return false;
+  }
+  if (p.status == server::PathStatus::bad_address) {
+    reply(553, "5.1.3 Error: malformed address");
+    return false;
+  }
+  if (p.status == server::PathStatus::bad_params || has_duplicates(p.params)) {
+    reply(501, "5.5.4 Syntax error in parameters");
+    return false;
+  }
+  return true;
+}
+
 Task<void> Session::cmd_mail(std::string_view arg) {
   if (greeted_ == Greeted::none) {
     reply(503, "5.5.1 Error: send HELO/EHLO first");
     co_return;
   }
   server::PathArg p = server::parse_path_arg(arg, "FROM:", true);
-  // After HELO (not EHLO) parameters are a syntax error.
-  bool params_given = p.status == server::PathStatus::bad_params || !p.params.empty();
-  if (p.status == server::PathStatus::syntax || (!info_.esmtp && params_given)) {
-    reply(501, "5.5.4 Syntax: MAIL FROM:<address>");
-    co_return;
-  }
-  if (p.status == server::PathStatus::bad_address) {
-    reply(553, "5.1.3 Error: malformed address");
-    co_return;
-  }
-  if (p.status == server::PathStatus::bad_params || has_duplicates(p.params)) {
-    reply(501, "5.5.4 Syntax error in parameters");
-    co_return;
-  }
+  if (!path_ok(p, "5.5.4 Syntax: MAIL FROM:<address>")) co_return;
   for (const EsmtpParam& e : p.params) {
     const std::string& k = e.keyword;
     if (k == "SIZE") {
@@ -603,20 +610,7 @@ Task<void> Session::cmd_rcpt(std::string_view arg) {
     co_return;
   }
   server::PathArg p = server::parse_path_arg(arg, "TO:", false);
-  // After HELO (not EHLO) parameters are a syntax error.
-  bool params_given = p.status == server::PathStatus::bad_params || !p.params.empty();
-  if (p.status == server::PathStatus::syntax || (!info_.esmtp && params_given)) {
-    reply(501, "5.5.4 Syntax: RCPT TO:<address>");
-    co_return;
-  }
-  if (p.status == server::PathStatus::bad_address) {
-    reply(553, "5.1.3 Error: malformed address");
-    co_return;
-  }
-  if (p.status == server::PathStatus::bad_params || has_duplicates(p.params)) {
-    reply(501, "5.5.4 Syntax error in parameters");
-    co_return;
-  }
+  if (!path_ok(p, "5.5.4 Syntax: RCPT TO:<address>")) co_return;
   for (const EsmtpParam& e : p.params) {
     if (e.keyword == "NOTIFY") {
       if (!e.value || !valid_notify(*e.value)) {
