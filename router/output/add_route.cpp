@@ -159,22 +159,10 @@ Task<Result<chain::FilterResult>> AddRoute::stored(chain::FilterCall& call,
   };
   if (st.stored_id.empty()) {
     if (!tx.mail_from || tx.rcpt_to.empty() || tx.cancelled) co_return chain::FilterResult{};
-    OutputService::NewTx n;
-    n.sender = p_.sender;
-    n.tag = p_.tag;
-    n.tx.remote_host = tx.remote_host;
-    n.tx.local_host = tx.local_host;
-    n.tx.mail_from = tx.mail_from;
-    n.tx.smtp_meta = tx.smtp_meta;
-    Mailbox m = tx.rcpt_to[0];
-    m.routed = false;
-    n.tx.rcpt_to.push_back(std::move(m));
-    if (body_finalized(tx) && call.env) {
-      n.blobs.push_back(BlobSpec::reuse_of(std::string(kBodyBlobName), call.env->rest_id,
-                                           std::string(kBodyBlobName)));
-      st.stored_body = true;
-    }
-    n.start = true;
+    const bool with_body = body_finalized(tx) && call.env;
+    OutputService::NewTx n = OutputService::copy_for_rcpt(
+        tx, 0, p_.sender, p_.tag, with_body ? &call.env->rest_id : nullptr);
+    st.stored_body = with_body;
     auto c = co_await out_.create(std::move(n));
     if (!c.ok()) {
       fail(c.error().message);

@@ -191,22 +191,10 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
     if (tx.sender->tag) tag = *tx.sender->tag;
     auto es = out_.config().resolve(*tx.sender->name, tag);
     if (!es.ok()) co_return Error(Errc::internal, "exploder: sender: " + es.error().message);
-    OutputService::NewTx n;
-    n.sender = es->upstream_sender;
-    n.tag = es->upstream_tag;
-    n.tx.remote_host = tx.remote_host;
-    n.tx.local_host = tx.local_host;
-    n.tx.mail_from = tx.mail_from;
-    n.tx.smtp_meta = tx.smtp_meta;
-    Mailbox m = tx.rcpt_to[i];
-    m.routed = false;
-    n.tx.rcpt_to.push_back(std::move(m));
-    if (body_done && call.env) {
-      n.blobs.push_back(BlobSpec::reuse_of(std::string(kBodyBlobName), call.env->rest_id,
-                                           std::string(kBodyBlobName)));
-      r.body_sent = true;
-    }
-    n.start = true;
+    const bool with_body = body_done && call.env;
+    OutputService::NewTx n = OutputService::copy_for_rcpt(
+        tx, i, es->upstream_sender, es->upstream_tag, with_body ? &call.env->rest_id : nullptr);
+    r.body_sent = with_body;
     auto created = co_await out_.create(std::move(n));
     if (!created.ok()) {
       lg.error("exploder: upstream create for rcpt {} failed: {}", i, created.error().message);

@@ -722,6 +722,25 @@ Task<void> OutputService::dequeue_loop() {
   }
 }
 
+OutputService::NewTx OutputService::copy_for_rcpt(const TransactionMetadata& tx, std::size_t rcpt,
+                                                  std::string sender, std::optional<std::string> tag,
+                                                  const std::string* body_of) {
+  NewTx n;
+  n.sender = std::move(sender);
+  n.tag = std::move(tag);
+  n.tx.remote_host = tx.remote_host;
+  n.tx.local_host = tx.local_host;
+  n.tx.mail_from = tx.mail_from;
+  n.tx.smtp_meta = tx.smtp_meta;
+  Mailbox m = tx.rcpt_to.at(rcpt);
+  m.routed = false;
+  n.tx.rcpt_to.push_back(std::move(m));
+  if (body_of)
+    n.blobs.push_back(BlobSpec::reuse_of(std::string(kBodyBlobName), *body_of, std::string(kBodyBlobName)));
+  n.start = true;
+  return n;
+}
+
 Task<Result<OutputService::Created>> OutputService::create(NewTx n) {
   auto s = impl_;
   const RouterConfig& cfg = *s->d.config;

@@ -101,6 +101,13 @@ class OutputService {
     bool started = false;
   };
   Task<Result<Created>> create(NewTx n);
+  // A stored copy of `tx` for one recipient (Exploder upstream, add_route
+  // copy): remote/local host, mail_from, smtp_meta and rcpt_to[rcpt] (not
+  // yet routed); the body of the stored tx `body_of` by reference when given
+  // (it must be finalized). Started at once.
+  static NewTx copy_for_rcpt(const TransactionMetadata& tx, std::size_t rcpt, std::string sender,
+                             std::optional<std::string> tag,
+                             const std::string* body_of = nullptr);
 
   // Implementation state, shared with running attempts (public only so the
   // attempt code in output_service.cpp can name it).

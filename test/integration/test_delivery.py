@@ -192,25 +192,30 @@ def tx_json(rcpt, body, sender_tag=None):
     return tx
 
 
-def wait_final(router, path, timeout=60):
-    """Long-polls the sender-side transaction until final_attempt_reason."""
+def poll(router, path, pred, timeout=30):
+    """Long-polls a sender-side transaction until pred(its JSON) holds."""
     deadline = time.time() + timeout
     etag = None
     last = None
     while time.time() < deadline:
-        hdrs = {"request-timeout": "5"}
+        hdrs = {"request-timeout": "3"}
         if etag:
             hdrs["if-none-match"] = etag
         r = router.request("GET", path, headers=hdrs, timeout=10)
         if r.status == 200:
             etag = r.header("etag")
             last = r.json()
-            if "final_attempt_reason" in last:
+            if pred(last):
                 return last
         elif r.status != 304:
             raise AssertionError("GET %s: %r" % (path, r))
-    raise AssertionError("no final_attempt_reason within %ds; last %r\n%s" % (
+    raise AssertionError("condition not reached within %ds; last %r\n%s" % (
         timeout, last, router.read_log()))
+
+
+def wait_final(router, path, timeout=60):
+    """Long-polls until final_attempt_reason."""
+    return poll(router, path, lambda t: "final_attempt_reason" in t, timeout)
 
 
 class DeliveryTest(unittest.TestCase):

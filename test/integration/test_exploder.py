@@ -7,28 +7,11 @@ import unittest
 
 import harness
 from receiver import Receiver
-from test_delivery import start_router
+from test_delivery import poll, start_router
 
 BODY = "Subject: fan-out\r\n\r\nhello\r\n"
 SF_RCPT = "RCPT ok (AsyncFilterWrapper store&forward)"
 SF_DATA = "DATA ok (AsyncFilterWrapper store&forward)"
-
-
-def poll(router, path, pred, timeout=30):
-    deadline = time.time() + timeout
-    etag = None
-    last = None
-    while time.time() < deadline:
-        hdrs = {"request-timeout": "3"}
-        if etag:
-            hdrs["if-none-match"] = etag
-        r = router.request("GET", path, headers=hdrs, timeout=10)
-        if r.status == 200:
-            etag = r.header("etag")
-            last = r.json()
-            if pred(last):
-                return last
-    raise AssertionError("condition not reached; last %r\n%s" % (last, router.read_log()))
 
 
 def run_tx(router, tag, rcpts, body=BODY):
