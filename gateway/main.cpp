@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/base/malloc_tune.hpp"
 #include "common/async/task.hpp"
 #include "common/base/log.hpp"
 #include "common/base/metrics.hpp"
@@ -45,6 +46,7 @@ Task<http::Response> route(outbound::RestHandler& rest, http::Request& req) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  koukan::tune_malloc();
   bool check = false;
   const char* path = nullptr;
   for (int i = 1; i < argc; ++i) {

@@ -7,9 +7,11 @@
 #include <cstring>
 #include <string>
 
+#include "common/base/malloc_tune.hpp"
 #include "router/service.hpp"
 
 int main(int argc, char** argv) {
+  koukan::tune_malloc();
   koukan::router::Mode mode = koukan::router::Mode::run;
   const char* path = nullptr;
   for (int i = 1; i < argc; ++i) {

@@ -108,7 +108,7 @@ class Exploder final : public chain::Filter {
   Task<Result<TxRecord>> load(const std::string& id) const {
     auto* st = &out_.storage();
     auto f = [st, id]() { return st->load(id); };
-    co_return co_await offload(out_.pool(), std::move(f));
+    co_return co_await offload_read(out_.pool(), std::move(f));
   }
   Task<Result<WriteResult>> write(const std::string& id, std::optional<std::int64_t> v, TxWrite w) const {
     auto* st = &out_.storage();

@@ -287,7 +287,7 @@ struct Attempt {
     auto id = rec.rest_id;
     auto* st = &storage();
     auto f = [st, id]() { return st->load(id); };
-    co_return co_await offload(s->pool(), std::move(f));
+    co_return co_await offload_read(s->pool(), std::move(f));
   }
 
   Task<Result<WriteResult>> write(std::optional<std::int64_t> expected, TxWrite w) {
@@ -373,7 +373,7 @@ struct Attempt {
     auto* st = &storage();
     auto blob = env.body->blob_id;
     auto f = [st, blob]() { return st->read_blob(blob, 0, 64 * 1024); };
-    auto r = co_await offload(s->pool(), std::move(f));
+    auto r = co_await offload_read(s->pool(), std::move(f));
     if (!r.ok()) co_return r.error();
     co_return header_block(*r);
   }
@@ -507,7 +507,7 @@ Task<void> run_attempt_rounds(Attempt& a) {
           auto id = a.rec.rest_id;
           auto* st = &a.storage();
           auto f = [st, id]() { return st->status(id); };
-          auto stt = co_await offload(*a.s->d.pool, std::move(f));
+          auto stt = co_await offload_read(*a.s->d.pool, std::move(f));
           changed = stt.ok() && stt->version != a.rec.version;
         }
         if (changed) {
@@ -617,7 +617,7 @@ Task<Result<std::string>> read_blob_task(std::shared_ptr<OutputService::Impl> s,
                                         std::int64_t off, std::size_t max) {
   auto* st = s->d.storage;
   auto f = [st, blob, off, max]() { return st->read_blob(blob, off, max); };
-  co_return co_await offload(*s->d.pool, std::move(f));
+  co_return co_await offload_read(*s->d.pool, std::move(f));
 }
 
 Task<void> run_attempt(std::shared_ptr<OutputService::Impl> s, TxRecord rec, std::int64_t attempt_id,
@@ -682,7 +682,7 @@ void OutputService::start_new(TxRecord rec) {
       co_return;
     }
     auto g = [st, id]() { return st->load(id); };
-    auto fresh = co_await offload(*s->d.pool, std::move(g));
+    auto fresh = co_await offload_read(*s->d.pool, std::move(g));
     if (!fresh.ok()) {
       s->release_slot();
       co_return;

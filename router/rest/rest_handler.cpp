@@ -146,7 +146,7 @@ struct RestHandler::Impl {
 
   Task<Result<TxRecord>> load(std::string id) {
     auto f = [this, id]() { return storage.load(id); };
-    co_return co_await offload(pool, std::move(f));
+    co_return co_await offload_read(pool, std::move(f));
   }
 
   // ---- POST /senders/<sender>/transactions ---------------------------------
@@ -235,26 +235,40 @@ struct RestHandler::Impl {
       if (!secs) co_return http::error_response(Errc::bad_request, "invalid request-timeout header");
       budget = std::min<std::chrono::milliseconds>(budget, std::chrono::seconds(*secs));
     }
-    auto rec = co_await load(id);
-    if (!rec.ok()) co_return http::error_response(rec.error());
-    if (auto redir = redirect_if_remote(*rec, req)) co_return *redir;
-    if (!inm_raw || strip_quotes(*inm_raw) != std::to_string(rec->version))
-      co_return tx_response(200, *rec);
+    // If-None-Match naming the version this process last wrote (VersionCache):
+    // nothing to read yet, wait at once. A tx leased by another replica is
+    // only written here by a cancel; the once-a-second status check below
+    // then finds its next version and redirects.
+    std::int64_t known = 0;
+    const auto cached = inm_raw ? cache.version(id) : std::nullopt;
+    if (cached && strip_quotes(*inm_raw) == std::to_string(*cached)) {
+      known = *cached;
+    } else {
+      auto rec = co_await load(id);
+      if (!rec.ok()) co_return http::error_response(rec.error());
+      if (auto redir = redirect_if_remote(*rec, req)) co_return *redir;
+      if (!inm_raw || strip_quotes(*inm_raw) != std::to_string(rec->version))
+        co_return tx_response(200, *rec);
+      known = rec->version;
+    }
 
     // Long-poll: wake on an in-process change (VersionCache) and re-check the
     // database once a second for writes by other replicas.
     const auto deadline = std::chrono::steady_clock::now() + budget;
-    const std::int64_t known = rec->version;
     GaugeGuard waiting(m_long_polls);
     for (;;) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
       auto slice = std::min<std::chrono::milliseconds>(left, std::chrono::milliseconds(1000));
-      co_await cache.wait_for_change(id, known, slice);
-      auto sf = [this, id]() { return storage.status(id); };
-      auto st = co_await offload(pool, std::move(sf));
-      if (!st.ok()) co_return http::error_response(st.error());
-      if (st->version == known) continue;
+      // Woken by an in-process write: load at once. A slice ended: a cheap
+      // status read first (another replica may have written).
+      const bool woken = co_await cache.wait_for_change(id, known, slice);
+      if (!woken) {
+        auto sf = [this, id]() { return storage.status(id); };
+        auto st = co_await offload_read(pool, std::move(sf));
+        if (!st.ok()) co_return http::error_response(st.error());
+        if (st->version == known) continue;
+      }
       auto now = co_await load(id);
       if (!now.ok()) co_return http::error_response(now.error());
       if (now->version != known) {
@@ -315,6 +329,7 @@ struct RestHandler::Impl {
       w.ping = true;
     }
     const std::int64_t expected = rec->version;
+    w.return_record = true;
     auto f = [this, id, expected, w = std::move(w)]() { return storage.write(id, expected, w); };
     auto wr = co_await offload(pool, std::move(f));
     if (!wr.ok()) {
@@ -326,9 +341,8 @@ struct RestHandler::Impl {
       }
       co_return http::error_response(wr.error());
     }
-    auto now = co_await load(id);
-    if (!now.ok()) co_return http::error_response(now.error());
-    co_return tx_response(200, *now);
+    if (!wr->record) co_return http::error_response(Errc::not_found, "unknown transaction");
+    co_return tx_response(200, *wr->record);
   }
 
   // ---- PUT /transactions/<id>/body, /transactions/<id>/blob/<blob> -------------

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "common/base/log.hpp"
+#include "common/async/group_commit.hpp"
 #include "router/storage/db.hpp"
 #include "router/storage/schema_sql.hpp"
 
@@ -107,10 +108,13 @@ struct Ctx {
 
 // ---- the implementation ---------------------------------------------------------
 
+
 class SqlStorage final : public Storage {
  public:
   SqlStorage(bool sqlite, db::ConnFactory factory, StorageOptions opts)
-      : sqlite_(sqlite), opts_(std::move(opts)), pool_(std::move(factory), opts_.max_connections) {
+      : sqlite_(sqlite), opts_(std::move(opts)), pool_(factory, opts_.max_connections) {
+    if (sqlite_ && opts_.max_read_connections > 0)
+      read_pool_ = std::make_unique<db::Pool>(std::move(factory), opts_.max_read_connections);
     if (opts_.chunk_size == 0) opts_.chunk_size = 1 << 20;
   }
   ~SqlStorage() override {
@@ -438,6 +442,7 @@ class SqlStorage final : public Storage {
       }
       if (!changed) {
         out.version = version;
+        if (w.return_record) out.record = load_in(x, rest_id);
         return out;
       }
       params.push_back(Param::int64(id));
@@ -447,6 +452,7 @@ class SqlStorage final : public Storage {
       out.version = upd.at(0).at(0).i;
       out.changed = true;
       x.changes.push_back({rest_id, out.version});
+      if (w.return_record) out.record = load_in(x, rest_id);
       return out;
     });
   }
@@ -860,11 +866,12 @@ class SqlStorage final : public Storage {
   // Runs f in one DB transaction, retrying on busy/deadlock/lost connection.
   template <class T, class F>
   Result<T> run(bool write, F&& f) {
+    if (tl_batch_owner == this) return run_in_batch<T>(f);
     constexpr int kTries = 5;
     for (int attempt = 0;; ++attempt) {
       std::optional<db::Pool::Lease> conn;
       try {
-        conn.emplace(pool_.acquire());
+        conn.emplace((!write && read_pool_ ? *read_pool_ : pool_).acquire());
         Ctx x{**conn, {}, {}, false};
         (*conn)->begin(write);
         T value = f(x);
@@ -906,12 +913,102 @@ class SqlStorage final : public Storage {
     std::this_thread::sleep_for(std::chrono::milliseconds(d(rng)));
   }
 
-  void announce(const Ctx& x) {
+  // -- group commit (SQLite): BlockingPool's GroupCommit hooks --
+  // A batch is one write transaction on the pool's single thread; each call
+  // inside it is a SAVEPOINT (a failed call rolls back only itself), its
+  // notifications wait for the batch's COMMIT.
+  struct Batch {
+    std::optional<db::Pool::Lease> lease;
+    std::vector<Notification> changes;
+    std::vector<AppendEvent> appends;
+    bool failed = false;  // a call hit a database error: commit() refuses
+    void clear() {
+      lease.reset();
+      changes.clear();
+      appends.clear();
+      failed = false;
+    }
+  };
+  // The batch open on this thread, and whose it is.
+  static inline thread_local const SqlStorage* tl_batch_owner = nullptr;
+  static inline thread_local Batch* tl_batch = nullptr;
+  class Group final : public GroupCommit {
+   public:
+    explicit Group(SqlStorage& s) : s_(s) {}
+    void begin() override {
+      b_.clear();
+      b_.lease.emplace(s_.pool_.acquire());
+      (*b_.lease)->begin(true);
+      tl_batch_owner = &s_;
+      tl_batch = &b_;
+    }
+    void commit() override {
+      tl_batch_owner = nullptr;
+      tl_batch = nullptr;
+      if (b_.failed) throw std::runtime_error("a call of the batch failed in the database");
+      (*b_.lease)->commit();
+      b_.lease.reset();
+      s_.announce(b_.changes, b_.appends);
+      b_.clear();
+    }
+    void abort() noexcept override {
+      tl_batch_owner = nullptr;
+      tl_batch = nullptr;
+      if (b_.lease) (**b_.lease).rollback();
+      b_.clear();
+    }
+
+   private:
+    SqlStorage& s_;
+    Batch b_;
+  };
+  std::unique_ptr<GroupCommit> group_commit() override {
+    if (!sqlite_) return nullptr;
+    return std::make_unique<Group>(*this);
+  }
+
+  template <class T, class F>
+  Result<T> run_in_batch(F& f) {
+    Batch& b = *tl_batch;
+    db::Conn& c = **b.lease;
+    auto undo = [&] {
+      try {
+        c.exec_script("ROLLBACK TO kb; RELEASE kb");
+      } catch (...) {
+        b.failed = true;
+      }
+    };
+    try {
+      c.exec_script("SAVEPOINT kb");
+      Ctx x{c, {}, {}, false};
+      T value = f(x);
+      if (x.rollback) {
+        undo();
+      } else {
+        c.exec_script("RELEASE kb");
+        for (auto& n : x.changes) b.changes.push_back(std::move(n));
+        for (auto& a : x.appends) b.appends.push_back(std::move(a));
+      }
+      return value;
+    } catch (const Fail& e) {
+      undo();
+      return e.error;
+    } catch (const std::exception& e) {
+      // The batch will not commit; the pool runs every call again alone,
+      // where the normal retry and error reporting apply.
+      undo();
+      b.failed = true;
+      return Error(Errc::unavailable, std::string("storage: ") + e.what());
+    }
+  }
+
+  void announce(const Ctx& x) { announce(x.changes, x.appends); }
+  void announce(const std::vector<Notification>& changes, const std::vector<AppendEvent>& appends) {
     if (opts_.on_change) {
-      for (const auto& n : x.changes) opts_.on_change(n.rest_id, n.version);
+      for (const auto& n : changes) opts_.on_change(n.rest_id, n.version);
     }
     if (opts_.on_append) {
-      for (const auto& a : x.appends) opts_.on_append(a.rest_id, a.blob, a.state);
+      for (const auto& a : appends) opts_.on_append(a.rest_id, a.blob, a.state);
     }
   }
 
@@ -919,6 +1016,7 @@ class SqlStorage final : public Storage {
   StorageOptions opts_;
   db::ClockOffset offset_{0};
   db::Pool pool_;
+  std::unique_ptr<db::Pool> read_pool_;  // SQLite: read-only calls
   std::atomic<std::int64_t> session_id_{0};
   std::atomic<bool> session_dead_{false};
 };
@@ -946,7 +1044,10 @@ Result<std::unique_ptr<Storage>> open_storage(const std::string& url_in, Storage
     }
     if (path.empty()) return Error(Errc::bad_request, "sqlite storage url without a path: " + url_in);
     // Every connection to ":memory:" is a separate database: use one.
-    if (path == ":memory:") opts.max_connections = 1;
+    if (path == ":memory:") {
+      opts.max_connections = 1;
+      opts.max_read_connections = 0;
+    }
     const int busy = static_cast<int>(opts.busy_timeout.count());
     // The offset pointer is bound after construction (it lives in the storage).
     auto holder = std::make_shared<db::ClockOffset*>(nullptr);

@@ -32,6 +32,7 @@
 
 #include <boost/json/object.hpp>
 
+#include "common/async/group_commit.hpp"
 #include "common/base/result.hpp"
 
 namespace koukan::router {
@@ -159,12 +160,16 @@ struct TxWrite {
   std::optional<std::string> reuse_body_of;
   // Fence: fail with conflict unless this session holds the lease.
   bool require_lease = false;
+  // Return the record as it is after the write (same DB transaction: saves
+  // the caller a load()).
+  bool return_record = false;
 };
 
 struct WriteResult {
   std::int64_t version = 0;
   bool changed = false;        // false: nothing to do, version not bumped
   bool body_created = false;
+  std::optional<TxRecord> record;  // TxWrite::return_record
 };
 
 // One appended piece (rest-api.md §8.2). A finalize-only PUT
@@ -216,6 +221,10 @@ struct GcStats {
 
 struct StorageOptions {
   std::size_t max_connections = 4;          // pool size (threads that call in)
+  // SQLite (a file): read-only calls use up to this many connections of their
+  // own (WAL readers see committed data and never wait for the writer);
+  // 0: reads share the write connection(s).
+  std::size_t max_read_connections = 0;
   std::chrono::milliseconds busy_timeout{10000};  // SQLite busy_timeout
   std::size_t chunk_size = 1 << 20;         // max bytes per BlobChunks row
   // Clean exit marks the session dead at once (router.md §4.1). Tests turn
@@ -305,6 +314,12 @@ class Storage {
 
   // Test hook: shifts this instance's view of the DB clock by `s` seconds.
   virtual void set_clock_offset_for_test(std::chrono::seconds s) = 0;
+
+  // Group commit (SQLite): hooks for a one-thread BlockingPool that runs
+  // calls in batches sharing one COMMIT (one fsync); a call's awaiter resumes
+  // after that commit. nullptr where the engine gains nothing from it
+  // (PostgreSQL: concurrent connections, the server groups commits itself).
+  virtual std::unique_ptr<GroupCommit> group_commit() { return nullptr; }
 };
 
 // url: "sqlite:///abs/path.db", "sqlite://rel/path.db", "sqlite:path.db",
