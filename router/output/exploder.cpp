@@ -110,6 +110,11 @@ class Exploder final : public chain::Filter {
     auto f = [st, id]() { return st->load(id); };
     co_return co_await offload_read(out_.pool(), std::move(f));
   }
+  Task<Result<LatestResponses>> latest_responses(const std::string& id) const {
+    auto* st = &out_.storage();
+    auto f = [st, id]() { return st->latest_responses(id); };
+    co_return co_await offload_read(out_.pool(), std::move(f));
+  }
   Task<Result<WriteResult>> write(const std::string& id, std::optional<std::int64_t> v, TxWrite w) const {
     auto* st = &out_.storage();
     auto f = [st, id, v, w = std::move(w)]() { return st->write(id, v, w); };
@@ -117,7 +122,7 @@ class Exploder final : public chain::Filter {
   }
 
   Task<void> refresh(Recipient& r) const {
-    auto rec = co_await load(r.rest_id);
+    auto rec = co_await latest_responses(r.rest_id);
     if (!rec.ok()) co_return;
     r.version = rec->version;
     if (rec->attempt_responses) {
@@ -227,7 +232,10 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
   const auto deadline = Clock::now() + (body_done ? p_.data_timeout : p_.rcpt_timeout);
   for (auto& r : st.rcpts) post_process(r, body_done);
   for (auto& r : st.rcpts) {
-    if (!r.rest_id.empty() && pending(r)) {
+    // Re-read unless this process's last write of the upstream is the
+    // version already seen (the VersionCache knows every write made here).
+    const auto seen = r.rest_id.empty() ? std::nullopt : out_.cache().version(r.rest_id);
+    if (!r.rest_id.empty() && pending(r) && !(seen && *seen == r.version)) {
       co_await refresh(r);
       post_process(r, body_done);
     }
