@@ -1,5 +1,7 @@
 #pragma once
-// glibc malloc settings for the daemons (call first thing in main()).
+// glibc malloc settings for the daemons (call first thing in main()). When
+// the daemons are linked with tcmalloc (cmake/Toolchain.cmake, the default
+// where it is installed) this is a no-op.
 
 namespace koukan {
 
