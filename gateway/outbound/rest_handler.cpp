@@ -7,6 +7,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/base/metrics.hpp"
 #include "common/http/error.hpp"
 #include "common/json/transaction.hpp"
 #include "common/http/rest_util.hpp"
@@ -23,6 +24,14 @@ using http::strip_quotes;
 namespace H = koukan::http;
 
 namespace {
+
+// Requests from the router, by route (the router's own REST side counts the
+// same way: koukan_rest_requests_total).
+metrics::Metric m_create("koukan_gateway_rest_requests_total", "REST requests from the router by route", "counter", R"(route="create")");
+metrics::Metric m_get("koukan_gateway_rest_requests_total", "REST requests from the router by route", "counter", R"(route="get")");
+metrics::Metric m_patch("koukan_gateway_rest_requests_total", "REST requests from the router by route", "counter", R"(route="patch")");
+metrics::Metric m_put("koukan_gateway_rest_requests_total", "REST requests from the router by route", "counter", R"(route="put")");
+metrics::Metric m_cancel("koukan_gateway_rest_requests_total", "REST requests from the router by route", "counter", R"(route="cancel")");
 
 
 H::Response method_not_allowed() {
@@ -296,17 +305,30 @@ Task<H::Response> RestHandler::handle(Request& req) {
   if (seg.size() == 1 && seg[0] == "healthz") co_return H::Response::json(200, "{\"status\":\"ok\"}");
   if (seg.size() == 3 && seg[0] == "senders" && seg[2] == "transactions") {
     if (m != "POST") co_return method_not_allowed();
+    m_create.inc();
     co_return co_await impl_->create(req, std::string(seg[1]));
   }
   if (seg.size() >= 2 && seg[0] == "transactions") {
     std::string id(seg[1]);
     if (seg.size() == 2) {
-      if (m == "GET") co_return co_await impl_->get(req, id);
-      if (m == "PATCH") co_return co_await impl_->patch(req, id);
+      if (m == "GET") {
+        m_get.inc();
+        co_return co_await impl_->get(req, id);
+      }
+      if (m == "PATCH") {
+        m_patch.inc();
+        co_return co_await impl_->patch(req, id);
+      }
     } else if (seg.size() == 3 && seg[2] == "body") {
-      if (m == "PUT") co_return co_await impl_->put_body(req, id);
+      if (m == "PUT") {
+        m_put.inc();
+        co_return co_await impl_->put_body(req, id);
+      }
     } else if (seg.size() == 3 && seg[2] == "cancel") {
-      if (m == "POST") co_return impl_->cancel(id);
+      if (m == "POST") {
+        m_cancel.inc();
+        co_return impl_->cancel(id);
+      }
     } else if (seg.size() == 4 && seg[2] == "blob") {
       if (m == "PUT") {
         if (!impl_->table->find(id)) co_return H::error_response(Errc::not_found, "unknown transaction");
