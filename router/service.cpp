@@ -184,6 +184,7 @@ int run_router(const std::string& config_path, Mode mode) {
   ro.service_uri = rl.service_uri;
   ro.chunk_size = rl.chunk_size;
   ro.max_json_body = rl.max_json_body;
+  ro.first_answer_wait = std::chrono::milliseconds(rl.first_answer_wait_ms);
   ro.rest_id_entropy = cfg->global.rest_id_entropy;
   const bool delivering = cfg->global.output.max_inflight > 0;
   if (delivering) {

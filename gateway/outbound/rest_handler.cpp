@@ -25,6 +25,19 @@ namespace H = koukan::http;
 
 namespace {
 
+// How long a create waits for the destination's MAIL/RCPT answers.
+constexpr std::chrono::milliseconds kFirstAnswerWait{25};
+
+bool envelope_answered(const TransactionMetadata& tx) {
+  if (!tx.mail_from) return true;
+  if (!tx.mail_response) return false;
+  if (tx.mail_response->err()) return true;
+  if (tx.rcpt_response.size() < tx.rcpt_to.size()) return false;
+  for (std::size_t i = 0; i < tx.rcpt_to.size(); ++i)
+    if (!tx.rcpt_response[i]) return false;
+  return true;
+}
+
 // Requests from the router, by route (the router's own REST side counts the
 // same way: koukan_rest_requests_total).
 metrics::Metric m_create("koukan_gateway_rest_requests_total", "REST requests from the router by route", "counter", R"(route="create")");
@@ -88,6 +101,13 @@ struct RestHandler::Impl {
     t->log.info("created sender={} tag={} remote_host={}:{}", path_sender, tag,
                 t->tx.remote_host ? t->tx.remote_host->host : std::string("-"),
                 t->tx.remote_host ? t->tx.remote_host->port : 0);
+    // The SMTP session starts at once: if MAIL (and RCPT) are answered within
+    // a few milliseconds (a near destination), the 201 carries the answers
+    // and saves the router a GET (spec: a create "may include mail_response /
+    // rcpt_response immediately"; docs/compat.md).
+    const auto until = Clock::now() + kFirstAnswerWait;
+    while (!envelope_answered(t->tx) && !t->done() && Clock::now() < until)
+      co_await t->published.wait_until(until);
     H::Response r = tx_response(201, *t);
     r.headers.set("location", o().listener.session_uri + "/transactions/" + t->id);
     co_return r;

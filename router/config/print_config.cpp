@@ -97,6 +97,7 @@ std::string print_effective(const RouterConfig& c) {
   kv(out, "max_header_bytes", rl.max_header_bytes);
   kv(out, "max_body_bytes", rl.max_body_bytes);
   kv(out, "max_json_body", rl.max_json_body);
+  kv(out, "first_answer_wait_ms", rl.first_answer_wait_ms);
   out << YAML::EndMap;
 
   const StorageConfig& st = c.storage;

@@ -166,7 +166,7 @@ bool is_http_url(std::string_view s) {
 RestListenerConfig parse_rest_listener(const Node& n) {
   RestListenerConfig c;
   n.expect_keys({"addr", "cert", "key", "session_uri", "service_uri", "chunk_size",
-                 "max_header_bytes", "max_body_bytes", "max_json_body"});
+                 "max_header_bytes", "max_body_bytes", "max_json_body", "first_answer_wait_ms"});
   Node addr = n["addr"];
   if (addr.is_null()) {
     addr.error("required key missing (expected [host, port])");
@@ -206,6 +206,8 @@ RestListenerConfig parse_rest_listener(const Node& n) {
       n.get_in_range<std::uint64_t>("max_header_bytes", c.max_header_bytes, 1024, kU64Max);
   c.max_body_bytes = n.get_in_range<std::uint64_t>("max_body_bytes", c.max_body_bytes, 1, kU64Max);
   c.max_json_body = n.get_in_range<std::uint64_t>("max_json_body", c.max_json_body, 1, kU64Max);
+  c.first_answer_wait_ms =
+      n.get_in_range<std::uint64_t>("first_answer_wait_ms", c.first_answer_wait_ms, 0, 60000);
   return c;
 }
 

@@ -63,6 +63,10 @@ struct RestListenerConfig {
   std::uint64_t max_header_bytes = 16 * 1024;
   std::uint64_t max_body_bytes = 1ull << 30;
   std::uint64_t max_json_body = 16ull << 20;
+  // [ours] create/PATCH of a transaction this replica delivers wait up to
+  // this long for the output's next answer (0: answer at once, as the
+  // original). docs/compat.md "REST API".
+  std::uint64_t first_answer_wait_ms = 25;
 };
 
 enum class StorageKind { sqlite, postgres };

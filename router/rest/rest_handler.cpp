@@ -144,6 +144,18 @@ struct RestHandler::Impl {
     return std::nullopt;
   }
 
+  // Waits up to o.first_answer_wait for the next version of a transaction
+  // this process delivers (the output's first answer); nullopt if none came
+  // (or reading it failed: the caller answers with what it has).
+  Task<std::optional<TxRecord>> first_answer(std::string id, std::int64_t version) {
+    if (o.first_answer_wait.count() <= 0) co_return std::nullopt;
+    const bool changed = co_await cache.wait_for_change(id, version, o.first_answer_wait);
+    if (!changed) co_return std::nullopt;
+    auto now = co_await load(id);
+    if (!now.ok() || now->version <= version) co_return std::nullopt;
+    co_return std::move(*now);
+  }
+
   Task<Result<TxRecord>> load(std::string id) {
     auto f = [this, id]() { return storage.load(id); };
     co_return co_await offload_read(pool, std::move(f));
@@ -218,6 +230,11 @@ struct RestHandler::Impl {
     else if (hooks) o.output.queued();
     log::Logger lg("tx=" + rec->rest_id);
     lg.info("created sender={} tag={} incremental={}", sender_name, tag.value_or(""), incremental);
+    // Delivered from here: the first chain pass usually answers MAIL within
+    // milliseconds; then the 201 carries it and the client needs no GET.
+    if (reserved) {
+      if (auto later = co_await first_answer(rec->rest_id, rec->version)) rec = std::move(*later);
+    }
     Response r = tx_response(201, *rec);
     r.headers.set("location", o.session_uri + tx_path(rec->rest_id));
     co_return r;
@@ -342,6 +359,11 @@ struct RestHandler::Impl {
       co_return http::error_response(wr.error());
     }
     if (!wr->record) co_return http::error_response(Errc::not_found, "unknown transaction");
+    // A new request (RCPT) to a transaction this process is delivering: wait
+    // briefly for its answer, as in create.
+    if (delta && wr->record->leased_by_me && o.output.start) {
+      if (auto later = co_await first_answer(id, wr->record->version)) co_return tx_response(200, *later);
+    }
     co_return tx_response(200, *wr->record);
   }
 

@@ -23,6 +23,10 @@ struct RestOptions {
   std::size_t max_json_body = 16u << 20;  // create/PATCH JSON limit
   std::size_t rest_id_entropy = 16;
   std::chrono::seconds max_long_poll{30};
+  // Create/PATCH of a transaction this process delivers wait up to this long
+  // for the output's next answer and return it (saves the client a GET);
+  // 0: answer at once, as the original does (docs/compat.md).
+  std::chrono::milliseconds first_answer_wait{25};
   // Hand-off of new transactions to the output side (router/output). Unset
   // (REST-only tests): created txs stay leased by this session.
   //   reserve(): take an attempt slot; false = busy: the tx is created

@@ -172,12 +172,12 @@ logging:
 
 
 def start_router(testcase, recv, dsn_recv, workdir=None, storage_url=None, refresh=30,
-                 extra_storage="", **kw):
+                 extra_storage="", yaml=DELIVERY_YAML, **kw):
     fmt = dict(max_inflight=100, receiver_url=recv.endpoint(), dsn_url=dsn_recv.endpoint(),
                archive_url=kw.pop("archive_url", dsn_recv.endpoint()),
                max_attempts=3, min_attempt_time=2, rcpt_timeout=5)
     fmt.update(kw)
-    r = harness.Router(workdir=workdir, storage_url=storage_url, yaml=DELIVERY_YAML,
+    r = harness.Router(workdir=workdir, storage_url=storage_url, yaml=yaml,
                        refresh=refresh, extra_storage=extra_storage, **fmt)
     r.start()
     testcase.addCleanup(r.stop)

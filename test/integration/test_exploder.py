@@ -151,6 +151,43 @@ class ExploderTableTest(unittest.TestCase):
                              r"Final-Recipient: rfc822; ?" + b)
 
 
+class QuickAnswerTest(unittest.TestCase):
+    """A create or an added recipient on a transaction the router delivers
+    itself waits a few milliseconds for the answer (docs/compat.md): with
+    the exploder's noop MAIL and a receiver that answers at once, the 201
+    and the PATCH response carry mail_response / rcpt_response."""
+
+    def setUp(self):
+        self.recv = Receiver().start()
+        self.addCleanup(self.recv.stop)
+        self.dsn = Receiver().start()
+        self.addCleanup(self.dsn.stop)
+        from test_delivery import DELIVERY_YAML
+        # A generous wait: the answer crosses the upstream and the Python
+        # receiver, slow under the sanitizers.
+        yaml = DELIVERY_YAML.replace("  chunk_size: {chunk_size}\n",
+                                     "  chunk_size: {chunk_size}\n  first_answer_wait_ms: 5000\n")
+        self.assertNotEqual(yaml, DELIVERY_YAML)
+        self.router = start_router(self, self.recv, self.dsn, yaml=yaml)
+
+    def test_create_and_patch_carry_the_first_answers(self):
+        r = self.router.create({"mail_from": {"m": "alice@example.com"},
+                                "sender": {"tag": "msa"}}, sender="smtp")
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json()["mail_response"],
+                         {"code": 250, "message": "MAIL ok (exploder noop)"})
+        path = harness.path_of(r.header("location"))
+        p = self.router.request("PATCH", path,
+                                b'{"rcpt_to": [{"m": "ok@m.example"}], "rcpt_to_list_offset": 0}',
+                                {"content-type": "application/json",
+                                 "if-match": r.header("etag")})
+        self.assertEqual(p.status, 200, p)
+        self.assertEqual(p.json()["rcpt_response"][0]["code"], 250, p.json())
+        # The answer is durable: a plain GET shows the same version.
+        g = self.router.request("GET", path)
+        self.assertEqual(g.header("etag"), p.header("etag"))
+
+
 class ExploderConfigTest(unittest.TestCase):
     def test_fan_out_into_itself_is_a_startup_error(self):
         # Without upstream_tag the upstream defaults to the same sender/tag,

@@ -39,6 +39,7 @@ struct FakeSmtp {
   bool refuse = false;
   bool chunking = false;            // offer CHUNKING
   std::atomic<bool> stall_data{false};  // hold the DATA 354 while set
+  std::atomic<int> greeting_delay_ms{0};  // a slow destination: 220 after this
   std::string mail_reply = "250 2.1.0 sender ok";
   std::string data_reply = "250 2.0.0 accepted";
 
@@ -110,6 +111,11 @@ inline std::string upper4(const std::string& l) {
 inline Task<void> fake_session(std::shared_ptr<FakeSmtp> f, std::unique_ptr<smtp::ByteStream> s) {
   std::string in;
   auto ex = co_await asio::this_coro::executor;
+  if (const int d = f->greeting_delay_ms.load(); d > 0) {
+    asio::steady_timer t(ex, std::chrono::milliseconds(d));
+    auto op = t.async_wait(asio::as_tuple(asio::use_awaitable));
+    co_await std::move(op);
+  }
   co_await fake_send(*s, "220 fake.test ESMTP koukan fake smtpd\r\n");
   for (;;) {
     auto line = co_await fake_line(*s, in);

@@ -301,6 +301,7 @@ endpoint:
   EXPECT_EQ(c.rest_listener.chunk_size, 1u << 20);
   EXPECT_EQ(c.rest_listener.cert, std::nullopt);
   EXPECT_EQ(c.rest_listener.max_json_body, 16u << 20);
+  EXPECT_EQ(c.rest_listener.first_answer_wait_ms, 25u);
   EXPECT_EQ(c.storage.session_refresh_interval, 30);
   EXPECT_EQ(c.storage.session_ttl, 300);
   EXPECT_EQ(c.storage.gc_interval, std::nullopt);
@@ -775,6 +776,20 @@ TEST(RouterConfig, StorageUrls) {
   auto short_ttl = load_storage("  url: sqlite://x\n  session_refresh_interval: 5\n  session_ttl: 5\n");
   ASSERT_FALSE(short_ttl.ok());
   EXPECT_THAT(short_ttl.error().message, HasSubstr("storage.session_ttl: must be greater"));
+}
+
+TEST(RouterConfig, FirstAnswerWait) {
+  auto load_rl = [](const std::string& extra) {
+    return load_router_config_string("rest_listener: {addr: [h, 1], session_uri: 'http://h:1'" + extra +
+                                         "}\nstorage: {url: 'sqlite://x'}\n",
+                                     builtin_filter_names(), nullptr);
+  };
+  auto off = load_rl(", first_answer_wait_ms: 0");
+  ASSERT_TRUE(off.ok()) << off.error().message;
+  EXPECT_EQ(off->rest_listener.first_answer_wait_ms, 0u);
+  auto big = load_rl(", first_answer_wait_ms: 60001");
+  ASSERT_FALSE(big.ok());
+  EXPECT_THAT(big.error().message, HasSubstr("rest_listener.first_answer_wait_ms"));
 }
 
 TEST(RouterConfig, Logging) {
