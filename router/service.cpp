@@ -7,6 +7,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -145,14 +146,14 @@ int run_router(const std::string& config_path, Mode mode) {
   if (cfg->logging.file) log::set_file(*cfg->logging.file);
 
   constexpr std::size_t kDbThreads = 4;
-  constexpr std::size_t kSqliteReaders = 2;
   StorageOptions sopts;
   // SQLite has one writer at a time: with several connections, concurrent
   // writers spin in busy_timeout sleeps (p99 300 ms at 16 clients in
   // bench/router_bench.sh). One connection turns that into a FIFO queue.
   sopts.max_connections = cfg->storage.kind == StorageKind::sqlite ? 1 : kDbThreads + 1;
-  // SQLite reads run beside the writer on their own WAL connections.
-  sopts.max_read_connections = kSqliteReaders;
+  // SQLite reads run beside the writer on their own WAL connections (on the
+  // I/O thread, or storage.read_threads threads).
+  sopts.max_read_connections = std::max<std::size_t>(1, static_cast<std::size_t>(cfg->storage.read_threads));
   sopts.chunk_size = rl.chunk_size;
   sopts.on_change = [&cache](const std::string& id, std::int64_t v) { cache.notify(id, v); };
   auto st = open_storage(cfg->storage.url, sopts);
@@ -174,7 +175,8 @@ int run_router(const std::string& config_path, Mode mode) {
   // SQLite: one DB thread committing calls in batches (group commit: one
   // fsync for every call queued meanwhile); PostgreSQL: kDbThreads threads.
   auto group = storage.group_commit();
-  auto pool_ptr = group ? std::make_unique<BlockingPool>(*group, kSqliteReaders)
+  const auto readers = static_cast<std::size_t>(cfg->storage.read_threads);
+  auto pool_ptr = group ? std::make_unique<BlockingPool>(*group, readers)
                         : std::make_unique<BlockingPool>(kDbThreads);
   BlockingPool& pool = *pool_ptr;
   output.attach(&storage, &pool);

@@ -13,13 +13,15 @@ metrics::Metric m_calls("koukan_storage_group_commit_calls_total",
 
 BlockingPool::BlockingPool(GroupCommit& group, std::size_t readers, std::size_t max_batch)
     : group_(&group), max_batch_(max_batch ? max_batch : 1) {
-  pool_.emplace(readers ? readers : 1);
+  if (readers > 0) pool_.emplace(readers);
   thread_ = std::thread([this] { group_loop(); });
 }
 
 void BlockingPool::stop() {
-  pool_->stop();
-  pool_->join();
+  if (pool_) {
+    pool_->stop();
+    pool_->join();
+  }
   if (!group_) return;
   {
     std::lock_guard lk(mu_);

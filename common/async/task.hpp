@@ -65,15 +65,18 @@ class BlockingPool {
  public:
   explicit BlockingPool(std::size_t threads) { pool_.emplace(threads); }
   // Group mode: one thread runs offload() calls, at most max_batch per batch;
-  // `readers` threads run offload_read() calls (no commit to wait for).
+  // `readers` threads run offload_read() calls (no commit to wait for);
+  // readers == 0: offload_read() calls run on the caller's thread.
   BlockingPool(GroupCommit& group, std::size_t readers, std::size_t max_batch = 128);
   ~BlockingPool() { stop(); }
   BlockingPool(const BlockingPool&) = delete;
   BlockingPool& operator=(const BlockingPool&) = delete;
-  // The threads of offload_read() (thread mode: of every call).
+  // The threads of offload_read() (thread mode: of every call); not with
+  // inline_reads().
   asio::thread_pool::executor_type executor() { return pool_->get_executor(); }
   void stop();
   bool grouped() const { return group_ != nullptr; }
+  bool inline_reads() const { return !pool_; }
 
   // Group mode: one queued call (type-erased; the completion handler is
   // posted to its own executor after the batch commits).
@@ -166,6 +169,7 @@ struct GroupSlot<void> {
 // batches, on its own connection, and sees only committed data).
 template <class F>
 Task<std::invoke_result_t<F&>> offload_read(BlockingPool& pool, F f) {
+  if (pool.inline_reads()) co_return f();
   auto inner = detail::run_in_pool(std::move(f));
   co_return co_await asio::co_spawn(pool.executor(), std::move(inner), asio::use_awaitable);
 }

@@ -109,6 +109,7 @@ std::string print_effective(const RouterConfig& c) {
   kv(out, "gc_ttl", st.gc_ttl);
   kv(out, "blob_tx_refresh_interval", st.blob_tx_refresh_interval);
   kv(out, "cache_ttl", st.cache_ttl);
+  kv(out, "read_threads", st.read_threads);
   out << YAML::EndMap;
 
   out << YAML::Key << "sender" << YAML::Value << YAML::BeginSeq;

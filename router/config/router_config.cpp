@@ -237,7 +237,7 @@ void parse_storage_url(const Node& n, StorageConfig* c) {
 StorageConfig parse_storage(const Node& n) {
   StorageConfig c;
   n.expect_keys({"url", "session_refresh_interval", "session_ttl", "gc_interval", "gc_ttl",
-                 "blob_tx_refresh_interval", "cache_ttl"});
+                 "blob_tx_refresh_interval", "cache_ttl", "read_threads"});
   if (auto url = n.get_required<std::string>("url")) {
     c.url = *url;
     parse_storage_url(n["url"], &c);
@@ -256,6 +256,7 @@ StorageConfig parse_storage(const Node& n) {
   c.blob_tx_refresh_interval =
       n.get_in_range<int>("blob_tx_refresh_interval", c.blob_tx_refresh_interval, 1, kIntMax);
   c.cache_ttl = n.get_in_range<int>("cache_ttl", c.cache_ttl, 0, kIntMax);
+  c.read_threads = n.get_in_range<int>("read_threads", c.read_threads, 0, 64);
   return c;
 }
 

@@ -85,6 +85,12 @@ struct StorageConfig {
   int gc_ttl = 86400;
   int blob_tx_refresh_interval = 10;
   int cache_ttl = 5;
+  // [ours] SQLite: threads for read-only storage calls. 0 (default): reads
+  // run on the I/O thread (WAL readers never wait for the writer; a read of
+  // a hot database is tens of microseconds, less than two thread hand-offs).
+  // N > 0 keeps them off the I/O thread (a database much larger than the
+  // page cache). PostgreSQL: ignored (its calls use the thread pool).
+  int read_threads = 0;
 };
 
 // The keys a sender and a tag may both set. nullopt = key absent.

@@ -164,5 +164,23 @@ TEST(BlockingPoolGroup, ReadsRunBesideABlockedBatch) {
   io.run_for(std::chrono::milliseconds(100));
 }
 
+TEST(BlockingPoolGroup, WithoutReaderThreadsReadsRunOnTheCallersThread) {
+  ScriptedGroup g;
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  std::thread::id where{};
+  BlockingPool pool(g, 0);
+  EXPECT_TRUE(pool.inline_reads());
+  std::promise<void> p;
+  std::shared_future<void> gate = p.get_future().share();
+  spawn(io.get_executor(), blocker(pool, gate), "blocker");
+  spawn(io.get_executor(), read_call(pool, &where), "read");
+  while (where == std::thread::id{} && io.run_one_for(std::chrono::seconds(5))) {
+  }
+  EXPECT_EQ(where, std::this_thread::get_id());  // the io thread, batch still blocked
+  p.set_value();
+  io.run_for(std::chrono::milliseconds(100));
+}
+
 }  // namespace
 }  // namespace koukan

@@ -308,6 +308,7 @@ endpoint:
   EXPECT_EQ(c.storage.gc_ttl, 86400);
   EXPECT_EQ(c.storage.blob_tx_refresh_interval, 10);
   EXPECT_EQ(c.storage.cache_ttl, 5);
+  EXPECT_EQ(c.storage.read_threads, 0);
   const OutputHandlerConfig& oh = *c.endpoints.at(0).output_handler;
   EXPECT_EQ(oh.downstream_timeout, 60);
   EXPECT_EQ(oh.upstream_refresh, 30);
@@ -776,6 +777,12 @@ TEST(RouterConfig, StorageUrls) {
   auto short_ttl = load_storage("  url: sqlite://x\n  session_refresh_interval: 5\n  session_ttl: 5\n");
   ASSERT_FALSE(short_ttl.ok());
   EXPECT_THAT(short_ttl.error().message, HasSubstr("storage.session_ttl: must be greater"));
+  auto readers = load_storage("  url: sqlite://x\n  read_threads: 2\n");
+  ASSERT_TRUE(readers.ok());
+  EXPECT_EQ(readers->storage.read_threads, 2);
+  auto too_many = load_storage("  url: sqlite://x\n  read_threads: 65\n");
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_THAT(too_many.error().message, HasSubstr("storage.read_threads"));
 }
 
 TEST(RouterConfig, FirstAnswerWait) {
