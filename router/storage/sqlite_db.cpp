@@ -38,9 +38,9 @@ class SqliteConn final : public Conn {
   }
 
   void begin(bool write) override {
-    run_simple(write ? "BEGIN IMMEDIATE" : "BEGIN");
+    exec(write ? std::string_view("BEGIN IMMEDIATE") : std::string_view("BEGIN"), {});
   }
-  void commit() override { run_simple("COMMIT"); }
+  void commit() override { exec(std::string_view("COMMIT"), {}); }
   void rollback() noexcept override {
     try {
       if (!db_.getHandle() || sqlite3_get_autocommit(db_.getHandle())) return;
@@ -69,14 +69,6 @@ class SqliteConn final : public Conn {
   }
 
  private:
-  void run_simple(const char* sql) {
-    try {
-      db_.exec(sql);
-    } catch (const SQLite::Exception& e) {
-      throw to_db_error(e);
-    }
-  }
-
   SQLite::Statement& statement(std::string_view sql) {
     const std::int64_t off = offset_ ? offset_->load() : 0;
     // Fast path: the same SQL text at the same address (a literal) as last

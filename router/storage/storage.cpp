@@ -987,21 +987,23 @@ class SqlStorage final : public Storage {
   Result<T> run_in_batch(F& f) {
     Batch& b = *tl_batch;
     db::Conn& c = **b.lease;
+    // Prepared once per connection (Conn::exec caches statements).
     auto undo = [&] {
       try {
-        c.exec_script("ROLLBACK TO kb; RELEASE kb");
+        c.exec("ROLLBACK TO kb", {});
+        c.exec("RELEASE kb", {});
       } catch (...) {
         b.failed = true;
       }
     };
     try {
-      c.exec_script("SAVEPOINT kb");
+      c.exec("SAVEPOINT kb", {});
       Ctx x{c, {}, {}, false};
       T value = f(x);
       if (x.rollback) {
         undo();
       } else {
-        c.exec_script("RELEASE kb");
+        c.exec("RELEASE kb", {});
         for (auto& n : x.changes) b.changes.push_back(std::move(n));
         for (auto& a : x.appends) b.appends.push_back(std::move(a));
       }
