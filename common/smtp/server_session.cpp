@@ -149,6 +149,7 @@ class Session {
   std::string piece_;            // body bytes not yet given to on_data
 
   std::string in_;
+  std::unique_ptr<char[]> rbuf_;  // kReadSize, uninitialized
   std::size_t pos_ = 0;
   std::string out_;
   Clock::time_point last_call_ = Clock::now();
@@ -199,14 +200,14 @@ Task<bool> Session::read_more() {
     Task<void> loop = heartbeat_loop(hb_, &handler_, opts_.heartbeat_interval, lg_.context());
     koukan::spawn(ex, std::move(loop), "smtp heartbeat");
   }
-  std::size_t old = in_.size();
-  in_.resize(old + kReadSize);
-  std::span<char> buf(in_.data() + old, kReadSize);
+  // Read into a buffer of its own (allocated once, never zero-filled: a
+  // resize of in_ by kReadSize would memset 64 KiB per command).
+  if (!rbuf_) rbuf_.reset(new char[kReadSize]);
+  std::span<char> buf(rbuf_.get(), kReadSize);
   stream_.set_timeout(opts_.idle_timeout);
   Result<std::size_t> r = co_await stream_.read_some(buf);
   if (hb_) co_await stop_heartbeat();
   if (!r) {
-    in_.resize(old);
     if (r.error().code == Errc::timeout) {
       lg_.info("idle timeout");
       end_ = End::timeout;
@@ -216,7 +217,7 @@ Task<bool> Session::read_more() {
     }
     co_return false;
   }
-  in_.resize(old + *r);
+  in_.append(rbuf_.get(), *r);
   if (*r == 0) {
     end_ = End::eof;
     co_return false;
