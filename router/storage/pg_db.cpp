@@ -6,6 +6,8 @@
 #include <pqxx/except>
 #include <pqxx/nontransaction>
 #include <pqxx/prepared_statement>
+
+#include <unordered_map>
 #include <pqxx/result>
 #include <pqxx/transaction>
 
@@ -103,8 +105,32 @@ class PgConn final : public Conn {
   }
 
  private:
+  // The server-side prepared statement for `sql` on this connection (parsed
+  // and planned once, not per call): looked up by the literal's address
+  // first (no translation), then by the translated text.
+  const std::string& prepared(std::string_view sql) {
+    const std::int64_t off = offset_ ? offset_->load() : 0;
+    if (auto f = by_address_.find(sql.data());
+        f != by_address_.end() && f->second.offset == off && f->second.source == sql)
+      return *f->second.name;
+    std::string text = translate(sql, /*sqlite=*/false, off);
+    auto it = names_.find(text);
+    if (it == names_.end()) {
+      if (names_.size() >= 512) {  // built SQL with unforeseen variety: start over
+        for (const auto& [t, n] : names_) conn_.unprepare(n);
+        names_.clear();
+        by_address_.clear();
+      }
+      std::string name = "k" + std::to_string(++prepared_count_);
+      conn_.prepare(name, text);
+      it = names_.emplace(std::move(text), std::move(name)).first;
+    }
+    if (by_address_.size() > 512) by_address_.clear();
+    by_address_[sql.data()] = ByAddress{std::string(sql), off, &it->second};
+    return it->second;
+  }
+
   Rows run(std::string_view sql, const Param* pb, const Param* pe, std::int64_t* changes) {
-    std::string text = translate(sql, /*sqlite=*/false, offset_ ? offset_->load() : 0);
     std::vector<std::string> values;
     values.reserve(static_cast<std::size_t>(pe - pb));
     for (const Param* p = pb; p != pe; ++p) {
@@ -122,12 +148,13 @@ class PgConn final : public Conn {
       ptrs.push_back(pb[i].kind == Param::Kind::null ? nullptr : values[i].c_str());
     }
     try {
+      const std::string& name = prepared(sql);
       pqxx::result r;
       if (tx_) {
-        r = tx_->exec_params(text, pqxx::prepare::make_dynamic_params(ptrs));
+        r = tx_->exec_prepared(name, pqxx::prepare::make_dynamic_params(ptrs));
       } else {
         pqxx::nontransaction n(conn_);
-        r = n.exec_params(text, pqxx::prepare::make_dynamic_params(ptrs));
+        r = n.exec_prepared(name, pqxx::prepare::make_dynamic_params(ptrs));
       }
       if (changes) *changes = static_cast<std::int64_t>(r.affected_rows());
       Rows rows;
@@ -167,6 +194,14 @@ class PgConn final : public Conn {
 
   pqxx::connection conn_;
   const ClockOffset* offset_;
+  std::unordered_map<std::string, std::string> names_;  // translated text -> statement name
+  std::uint64_t prepared_count_ = 0;
+  struct ByAddress {
+    std::string source;  // the untranslated text (checked: addresses get reused)
+    std::int64_t offset;
+    const std::string* name;  // into names_ (node-based: stable)
+  };
+  std::unordered_map<const char*, ByAddress> by_address_;
   std::unique_ptr<pqxx::transaction_base> tx_;
 };
 
