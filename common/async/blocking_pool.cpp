@@ -55,7 +55,18 @@ void BlockingPool::group_loop() {
     bool committed = false;
     try {
       group_->begin();
-      for (auto& j : batch) j->run();
+      // Calls queued while the batch runs join it (no waiting): the batch
+      // grows with the load, and so does the number of calls per fsync.
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        batch[i]->run();
+        if (i + 1 == batch.size() && batch.size() < max_batch_) {
+          std::lock_guard lk(mu_);
+          while (!queue_.empty() && batch.size() < max_batch_) {
+            batch.push_back(std::move(queue_.front()));
+            queue_.pop_front();
+          }
+        }
+      }
       group_->commit();
       committed = true;
     } catch (const std::exception& e) {

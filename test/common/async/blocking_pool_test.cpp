@@ -83,7 +83,8 @@ TEST(BlockingPoolGroup, CallsQueuedMeanwhileShareOneCommitAndResumeAfterIt) {
     io.restart();
     while (seen.size() < 5 && io.run_one_for(std::chrono::seconds(5))) {
     }
-    EXPECT_EQ(pool.batches(), 2u);
+    // The five joined the running batch (queued while it ran): one commit.
+    EXPECT_EQ(pool.batches(), 1u);
     EXPECT_EQ(pool.jobs(), 6u);
   }
   ASSERT_EQ(seen.size(), 5u);
@@ -114,13 +115,15 @@ TEST(BlockingPoolGroup, AFailedCommitRunsEachCallAgainAlone) {
     while (seen.size() < 2 && io.run_one_for(std::chrono::seconds(5))) {
     }
   }
-  // The blocker's batch failed to commit and ran alone; then 1 and 2 batch.
+  // 1 and 2 joined the blocker's batch, whose commit failed: all three ran
+  // again alone, and only then were their awaiters resumed.
   auto ev = g.snapshot();
-  const std::vector<std::string> want = {"begin", "commit-failed", "abort", "begin", "run-in-batch 1",
-                                         "run-in-batch 2", "commit"};
+  const std::vector<std::string> want = {"begin", "run-in-batch 1", "run-in-batch 2", "commit-failed",
+                                         "abort", "run-alone 1", "run-alone 2"};
   EXPECT_EQ(ev, want);
   ASSERT_EQ(seen.size(), 2u);
-  EXPECT_EQ(seen[0], "10 after commit");
+  EXPECT_EQ(seen[0], "10 after run-alone 2");
+  EXPECT_EQ(seen[1], "20 after run-alone 2");
 }
 
 TEST(BlockingPoolGroup, FailedBatchCallsResultsComeFromTheirSecondRun) {
