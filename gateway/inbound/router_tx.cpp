@@ -229,6 +229,10 @@ Task<Result<void>> RouterTx::put_body(std::string_view piece, bool last,
     }
     if (stored < off) co_return Error(Errc::unavailable, "body upload: router lost data");
     body_offset_ = stored;
+    // Our router names the version the completing PUT produced: poll for the
+    // data response from there (no GET that only reports our own upload).
+    if (auto v = r->headers.get("x-koukan-tx-etag"); v && last && stored == total && !v->empty())
+      etag_ = strip_quotes(*v);
     if (stored == total) co_return Result<void>();
     rest = rest.substr(static_cast<std::size_t>(stored - off));
   }

@@ -476,6 +476,11 @@ struct RestHandler::Impl {
     if (failure) co_return std::move(*failure);
     Response ok = Response::json(200, "{}");
     ok.headers.set("content-range", content_range(last->blob));
+    // Ours: the transaction version this PUT produced (it completed the
+    // input), so the client can long-poll from it instead of first being
+    // told about its own change (docs/compat.md). Not an ETag: that would
+    // name the blob.
+    if (last->tx_version) ok.headers.set("x-koukan-tx-etag", std::to_string(*last->tx_version));
     co_return ok;
   }
 

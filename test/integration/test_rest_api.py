@@ -261,6 +261,7 @@ class RestApiTest(unittest.TestCase):
         uri = self.session + path + "/body"
         r = request("PUT", uri, b"0123456789", {"content-range": "bytes 0-9/*"})
         self.assertEqual((r.status, r.header("content-range")), (200, "bytes 0-9/*"))
+        self.assertIsNone(r.header("x-koukan-tx-etag"))  # input not complete
         # beyond the stored length -> 416 reporting what is stored
         r = request("PUT", uri, b"xx", {"content-range": "bytes 20-21/*"})
         self.assertEqual((r.status, r.header("content-range")), (416, "bytes 0-9/*"))
@@ -278,6 +279,10 @@ class RestApiTest(unittest.TestCase):
         # finalize at a length we do not have yet -> ok (declares total) then complete
         r = request("PUT", uri, b"FGH", {"content-range": "bytes 15-17/18"})
         self.assertEqual((r.status, r.header("content-range")), (200, "bytes 0-17/18"))
+        # ours: the PUT that completed the input names the version it made
+        # (the pieces before it did not change the version)
+        self.assertIsNotNone(r.header("x-koukan-tx-etag"))
+        self.assertEqual(r.header("x-koukan-tx-etag"), self.r.request("GET", path).header("etag"))
         # a different total afterwards -> 416
         r = request("PUT", uri, b"", {"x-finalize-blob-length": "30"})
         self.assertEqual(r.status, 416, r)
