@@ -380,6 +380,29 @@ struct SmtpClient::Impl {
     co_return f;
   }
 
+  bool reusable() const {
+    return s && !dead && started && !setup_failure && !quit_done && (!data_started || data_result);
+  }
+
+  // RSET after a finished transaction; on 250 the session is ready for the
+  // next MAIL (greeting, EHLO and STARTTLS are not repeated).
+  Task<bool> reset() {
+    if (!reusable()) co_return false;
+    std::string cmd = "RSET\r\n";
+    if (!co_await send_cmd(cmd)) co_return false;
+    Response r = co_await reply();
+    if (dead || !r.ok()) co_return false;
+    mail_sent = false;
+    mail_ok = false;
+    accepted = 0;
+    data_started = false;
+    bdat = false;
+    data_result.reset();
+    stuffer = DotStuffer();
+    scratch.clear();
+    co_return true;
+  }
+
   Task<void> quit() {
     if (quit_done) co_return;
     quit_done = true;
@@ -415,6 +438,9 @@ Task<std::optional<std::vector<Response>>> SmtpClient::data(std::string_view pie
   return impl_->data(piece, last);
 }
 Task<void> SmtpClient::quit() { return impl_->quit(); }
+Task<bool> SmtpClient::reset() { return impl_->reset(); }
+bool SmtpClient::reusable() const { return impl_->reusable(); }
+bool SmtpClient::connection_lost() const { return impl_->dead.has_value() && !impl_->quit_done; }
 
 bool SmtpClient::server_offers(std::string_view extension) const { return impl_->ext.has(extension); }
 bool SmtpClient::tls() const { return impl_->s && impl_->s->is_tls(); }

@@ -78,6 +78,14 @@ class SmtpClient {
   Task<std::optional<std::vector<Response>>> data(std::string_view piece, bool last);
   // QUIT (errors ignored) and close. Safe to call at any time, twice.
   Task<void> quit();
+  // Connection reuse: after a finished transaction (the data response, or
+  // before any MAIL), RSET; true (250) = ready for the next mail() on the
+  // same session, without greeting/EHLO/STARTTLS again. False: quit() it.
+  Task<bool> reset();
+  bool reusable() const;
+  // The connection failed (I/O error, EOF, timeout), not closed by quit():
+  // on a reused session, the caller may retry on a fresh connection.
+  bool connection_lost() const;
 
   // After mail(): what the server offered (tests, logs).
   bool server_offers(std::string_view extension) const;

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "common/base/ids.hpp"
 
 namespace koukan::gateway::outbound {
@@ -99,6 +101,59 @@ TxTable::TxTable(asio::any_io_executor ex, OutboundOptions opts) : ex_(std::move
   if (!opts_.connector) opts_.connector = tcp_connector();
 }
 
+std::string SmtpSessionCache::key(const HostPort& to, const SmtpHostConfig& h) {
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}", to.host, to.port, h.ehlo_host, h.lmtp, h.enable_bdat,
+                     h.starttls, h.verify_tls);
+}
+
+std::optional<SmtpSessionCache::Session> SmtpSessionCache::take(const std::string& key,
+                                                                 Clock::time_point now) {
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return std::nullopt;
+  auto& v = it->second;
+  while (!v.empty()) {
+    Session s = std::move(v.back());
+    v.pop_back();
+    if (now - s.idle_since <= idle_limit_ && s.client->reusable()) {
+      if (v.empty()) idle_.erase(it);
+      return s;
+    }
+    // too old (the server may be about to drop it): closed by the destructor
+  }
+  idle_.erase(it);
+  return std::nullopt;
+}
+
+bool SmtpSessionCache::full(const std::string& key) const {
+  auto it = idle_.find(key);
+  return it != idle_.end() && it->second.size() >= max_per_key_;
+}
+
+bool SmtpSessionCache::put(const std::string& key, Session s) {
+  auto& v = idle_[key];
+  if (v.size() >= max_per_key_) return false;
+  v.push_back(std::move(s));
+  return true;
+}
+
+std::size_t SmtpSessionCache::expire(Clock::time_point now) {
+  std::size_t n = 0;
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& v = it->second;
+    const auto before = v.size();
+    std::erase_if(v, [&](const Session& s) { return now - s.idle_since > idle_limit_; });
+    n += before - v.size();
+    it = v.empty() ? idle_.erase(it) : std::next(it);
+  }
+  return n;
+}
+
+std::size_t SmtpSessionCache::size() const {
+  std::size_t n = 0;
+  for (const auto& [k, v] : idle_) n += v.size();
+  return n;
+}
+
 TxTable::~TxTable() {
   stopping_ = true;
   if (gc_timer_) gc_timer_->cancel();
@@ -115,6 +170,7 @@ std::shared_ptr<OutboundTx> TxTable::create(TransactionMetadata tx, const SmtpHo
     id = random_rest_id(static_cast<std::size_t>(std::max(1, opts_.listener.rest_id_entropy)));
   } while (txs_.count(id) != 0);
   auto t = std::make_shared<OutboundTx>(id, host);
+  t->sessions = sessions_;
   t->tx = std::move(tx);
   t->publish();  // version 2: created
   txs_.emplace(id, t);
@@ -141,6 +197,7 @@ void TxTable::start_gc() {
 }
 
 std::size_t TxTable::gc_once(Clock::time_point now) {
+  sessions_->expire(now);
   const auto tx_ttl = seconds_to_duration(opts_.listener.gc_tx_ttl);
   const auto done_ttl = seconds_to_duration(opts_.listener.gc_done_ttl);
   std::vector<std::string> forget;
@@ -194,6 +251,7 @@ Task<void> TxTable::shutdown(std::chrono::milliseconds grace) {
     }
   }
   txs_.clear();
+  sessions_->expire(Clock::time_point::max());
 }
 
 }  // namespace koukan::gateway::outbound

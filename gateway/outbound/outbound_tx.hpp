@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/async/task.hpp"
 #include "common/base/log.hpp"
@@ -60,6 +61,37 @@ struct StagedPiece {
   bool last = false;
 };
 
+// Idle SMTP sessions to destinations, kept after a finished transaction
+// (RSET answered 250) for the next transaction to the same destination with
+// the same client settings: no connect, greeting, EHLO or STARTTLS per
+// message (Postfix's connection cache does the same). One I/O thread: no
+// locking. Sessions idle longer than the limit are closed.
+class SmtpSessionCache {
+ public:
+  struct Session {
+    std::unique_ptr<smtp::SmtpClient> client;
+    smtp::ByteStream* stream = nullptr;  // owned by client
+    Clock::time_point idle_since;
+  };
+  explicit SmtpSessionCache(std::chrono::milliseconds idle_limit = std::chrono::seconds(2),
+                            std::size_t max_per_key = 64)
+      : idle_limit_(idle_limit), max_per_key_(max_per_key) {}
+  static std::string key(const HostPort& to, const SmtpHostConfig& host);
+  // The most recently parked live session for `key`, if any.
+  std::optional<Session> take(const std::string& key, Clock::time_point now);
+  bool full(const std::string& key) const;
+  // Parks a session (false: the key is full; the session is closed).
+  bool put(const std::string& key, Session s);
+  // Closes sessions idle past the limit (all with `now` = max); returns how many.
+  std::size_t expire(Clock::time_point now);
+  std::size_t size() const;
+
+ private:
+  std::chrono::milliseconds idle_limit_;
+  std::size_t max_per_key_;
+  std::map<std::string, std::vector<Session>, std::less<>> idle_;
+};
+
 struct OutboundTx {
   OutboundTx(std::string id_, SmtpHostConfig host_);
 
@@ -88,6 +120,8 @@ struct OutboundTx {
   bool stuck_logged = false;
   std::unique_ptr<smtp::SmtpClient> client;
   smtp::ByteStream* stream = nullptr;  // owned by `client`; for a hard close
+  std::shared_ptr<SmtpSessionCache> sessions;  // the table's (null: no reuse)
+  std::string session_key;                     // of `client` (SmtpSessionCache::key)
 
   Notifier input;      // new REST input for the driver (envelope, body, cancel)
   Notifier taken;      // the driver took `staged` (or gave up)
@@ -125,6 +159,7 @@ class TxTable : public std::enable_shared_from_this<TxTable> {
   // starts its SMTP driver.
   std::shared_ptr<OutboundTx> create(TransactionMetadata tx, const SmtpHostConfig& host);
   std::size_t size() const { return txs_.size(); }
+  SmtpSessionCache& sessions() { return *sessions_; }
 
   // GC (spec §5.2): every gc_interval, forget idle transactions.
   void start_gc();
@@ -139,6 +174,7 @@ class TxTable : public std::enable_shared_from_this<TxTable> {
   asio::any_io_executor ex_;
   OutboundOptions opts_;
   std::map<std::string, std::shared_ptr<OutboundTx>, std::less<>> txs_;
+  std::shared_ptr<SmtpSessionCache> sessions_ = std::make_shared<SmtpSessionCache>();
   std::unique_ptr<asio::steady_timer> gc_timer_;
   bool stopping_ = false;
 };

@@ -43,6 +43,26 @@ Task<void> quit(std::shared_ptr<OutboundTx> t) {
   t->log.debug("smtp: quit");
 }
 
+// After the data response: park the session for the next transaction to
+// the same destination (RSET answered 250), else QUIT.
+Task<void> release(std::shared_ptr<OutboundTx> t) {
+  if (t->client && t->sessions && !t->session_key.empty() && t->client->reusable()) {
+    t->step_running = true;
+    const bool ok = co_await t->client->reset();
+    t->step_running = false;
+    if (ok) {
+      if (!t->sessions->full(t->session_key)) {
+        SmtpSessionCache::Session s{std::move(t->client), t->stream, Clock::now()};
+        t->stream = nullptr;
+        t->sessions->put(t->session_key, std::move(s));
+        t->log.debug("smtp: session kept for reuse");
+        co_return;
+      }
+    }
+  }
+  co_await quit(t);
+}
+
 Task<void> do_mail(std::shared_ptr<OutboundTx> t, const Connector& connector, DriverState& st) {
   st.mail_sent = true;
   Response resp;
@@ -54,29 +74,46 @@ Task<void> do_mail(std::shared_ptr<OutboundTx> t, const Connector& connector, Dr
   } else {
     t->step_running = true;
     const HostPort to = *t->tx.remote_host;
-    smtp::ConnectOptions co;
-    co.timeout = to_ms(t->host.timeout);
-    co.verify_tls = t->host.verify_tls;
-    auto ex = co_await asio::this_coro::executor;
-    auto connecting = connector(ex, to, co);
-    auto conn = co_await std::move(connecting);
-    if (!conn.ok()) {
-      resp = Response(400, "connect error " + conn.error().message);
-    } else {
-      t->stream = conn.value().get();
-      smtp::ClientOptions o;
-      o.ehlo_host = t->host.ehlo_host;
-      o.lmtp = t->host.lmtp;
-      o.enable_bdat = t->host.enable_bdat;
-      o.starttls = t->host.starttls;
-      o.timeout = to_ms(t->host.timeout);
-      t->client = std::make_unique<smtp::SmtpClient>(std::move(conn.value()), o);
+    if (t->sessions) {
+      t->session_key = SmtpSessionCache::key(to, t->host);
+      if (auto parked = t->sessions->take(t->session_key, Clock::now())) {
+        t->client = std::move(parked->client);
+        t->stream = parked->stream;
+      }
+    }
+    // A parked session the server has dropped meanwhile shows up as a lost
+    // connection on MAIL: then once more on a fresh connection.
+    for (int round = 0; round < 2; ++round) {
+      const bool reused = static_cast<bool>(t->client);
+      if (!reused) {
+        smtp::ConnectOptions co;
+        co.timeout = to_ms(t->host.timeout);
+        co.verify_tls = t->host.verify_tls;
+        auto ex = co_await asio::this_coro::executor;
+        auto connecting = connector(ex, to, co);
+        auto conn = co_await std::move(connecting);
+        if (!conn.ok()) {
+          resp = Response(400, "connect error " + conn.error().message);
+          break;
+        }
+        t->stream = conn.value().get();
+        smtp::ClientOptions o;
+        o.ehlo_host = t->host.ehlo_host;
+        o.lmtp = t->host.lmtp;
+        o.enable_bdat = t->host.enable_bdat;
+        o.starttls = t->host.starttls;
+        o.timeout = to_ms(t->host.timeout);
+        t->client = std::make_unique<smtp::SmtpClient>(std::move(conn.value()), o);
+      } else {
+        t->log.debug("smtp: reusing a session");
+      }
       const Mailbox from = *t->tx.mail_from;
       // The router normally creates with MAIL and the recipient together:
       // send them in one round trip when the server offers PIPELINING
       // (mail_rcpt falls back to one command at a time otherwise).
       std::vector<Mailbox> rcpts(t->tx.rcpt_to.begin(), t->tx.rcpt_to.end());
       if (t->host.lmtp && rcpts.size() > 1) rcpts.resize(1);
+      pipelined.clear();
       if (rcpts.empty()) {
         resp = co_await t->client->mail(from);
       } else {
@@ -84,6 +121,13 @@ Task<void> do_mail(std::shared_ptr<OutboundTx> t, const Connector& connector, Dr
         resp = mr.mail;
         if (resp.ok() && mr.rcpt.size() == rcpts.size()) pipelined = std::move(mr.rcpt);
       }
+      if (reused && t->client->connection_lost()) {
+        t->log.debug("smtp: reused session lost ({}); connecting again", resp.message);
+        t->client.reset();
+        t->stream = nullptr;
+        continue;
+      }
+      break;
     }
     t->step_running = false;
   }
@@ -172,7 +216,7 @@ Task<void> drive(std::shared_ptr<OutboundTx> t, const Connector& connector, Driv
       co_return;
     }
     if (t->tx.data_response) {
-      co_await quit(t);
+      co_await release(t);
       co_return;
     }
     if (!st.mail_sent && t->tx.mail_from) {

@@ -263,7 +263,9 @@ TEST_F(OutboundTest, BodyInTwoPutsDataResponseOnlyAfterTheLast) {
   EXPECT_EQ(message(d.obj(), "data_response"), "2.0.0 accepted");
   EXPECT_TRUE(finalized(d.obj()));
   EXPECT_EQ(fake_->got_data(), "hello, world!\r\n");  // CRLF added before the final dot
-  EXPECT_TRUE(eventually([&] { return fake_->quit(); }));
+  // The finished session is parked for reuse (RSET), not closed.
+  EXPECT_TRUE(eventually([&] { return fake_->saw("RSET"); }));
+  EXPECT_FALSE(fake_->quit());
 }
 
 TEST_F(OutboundTest, WholePutIsDotStuffedAndExact) {
@@ -341,7 +343,52 @@ TEST_F(OutboundTest, NoValidRecipientNoData) {
   EXPECT_EQ(code(d.obj(), "data_response"), 554);
   EXPECT_EQ(message(d.obj(), "data_response"), "5.5.1 no valid recipients (SmtpEndpoint)");
   EXPECT_FALSE(fake_->saw("DATA"));
-  EXPECT_TRUE(eventually([&] { return fake_->quit(); }));
+  EXPECT_TRUE(eventually([&] { return fake_->saw("RSET"); }));
+}
+
+TEST_F(OutboundTest, NextTransactionToTheSameDestinationReusesTheSession) {
+  start();
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = create(R"("mail_from": {"m": "alice@example.org"}, "rcpt_to": [{"m": "bob@example.com"}])");
+    Reply r = wait_for(id, envelope_done);
+    EXPECT_EQ(rcpt_code(r.obj(), 0), 250) << i;
+    ASSERT_EQ(call("PUT", tx_path(id) + "/body", "hello " + std::to_string(i) + "\r\n").status, 200);
+    Reply d = wait_for(id, has_data_response);
+    EXPECT_EQ(code(d.obj(), "data_response"), 250) << i;
+    EXPECT_TRUE(eventually([&] {
+      auto c = fake_->cmds();
+      return std::count(c.begin(), c.end(), std::string("RSET")) == i + 1;
+    })) << i;
+  }
+  // One connection, one EHLO, three transactions.
+  EXPECT_EQ(fake_->n_connects(), 1u);
+  auto c = fake_->cmds();
+  EXPECT_EQ(std::count(c.begin(), c.end(), std::string("EHLO gw.example")), 1);
+  EXPECT_EQ(std::count_if(c.begin(), c.end(), [](const std::string& x) { return x.rfind("MAIL FROM:", 0) == 0; }), 3);
+  EXPECT_EQ(fake_->got_data(), "hello 2\r\n");
+}
+
+TEST_F(OutboundTest, AParkedSessionTheServerDroppedIsReplacedByAFreshConnection) {
+  start();
+  fake_->drop_after_rset = true;
+  for (int i = 0; i < 2; ++i) {
+    const std::string id = create(R"("mail_from": {"m": "alice@example.org"}, "rcpt_to": [{"m": "bob@example.com"}])");
+    Reply r = wait_for(id, envelope_done);
+    EXPECT_EQ(code(r.obj(), "mail_response"), 250) << i << r.body;
+    EXPECT_EQ(rcpt_code(r.obj(), 0), 250) << i;
+    ASSERT_EQ(call("PUT", tx_path(id) + "/body", "hi\r\n").status, 200);
+    Reply d = wait_for(id, has_data_response);
+    EXPECT_EQ(code(d.obj(), "data_response"), 250) << i;
+    EXPECT_TRUE(eventually([&] {
+      std::lock_guard l(fake_->mu);
+      return fake_->closed;
+    })) << i;
+    if (i == 0) {
+      std::lock_guard l(fake_->mu);
+      fake_->closed = false;
+    }
+  }
+  EXPECT_EQ(fake_->n_connects(), 2u);  // the second MAIL found the session gone
 }
 
 TEST_F(OutboundTest, BdatWhenEnabledAndOffered) {

@@ -40,6 +40,7 @@ struct FakeSmtp {
   bool chunking = false;            // offer CHUNKING
   std::atomic<bool> stall_data{false};  // hold the DATA 354 while set
   std::atomic<int> greeting_delay_ms{0};  // a slow destination: 220 after this
+  std::atomic<bool> drop_after_rset{false};  // close the session after answering RSET
   std::string mail_reply = "250 2.1.0 sender ok";
   std::string data_reply = "250 2.0.0 accepted";
 
@@ -184,6 +185,7 @@ inline Task<void> fake_session(std::shared_ptr<FakeSmtp> f, std::unique_ptr<smtp
       reply = "500 5.5.2 unknown command\r\n";
     }
     if (!co_await fake_send(*s, reply)) break;
+    if (verb == "RSET" && f->drop_after_rset) break;  // an idle session the server drops
   }
   s->close();
   std::lock_guard l(f->mu);
