@@ -282,7 +282,7 @@ class SqlStorage final : public Storage {
       out.version = rows[0][0].i;
       if (!rows[0][1].null) out.attempt_responses = parse_object(rows[0][1].s);
       return out;
-    });
+    }, /*single_statement=*/true);
   }
 
   Result<TxStatus> status(const std::string& rest_id) override {
@@ -303,7 +303,7 @@ class SqlStorage final : public Storage {
       st.final_attempt_reason = opt_s(r[3]);
       st.input_done = !r[4].null && r[4].i != 0;
       return st;
-    });
+    }, /*single_statement=*/true);
   }
 
   Result<WriteResult> write(const std::string& rest_id, std::optional<std::int64_t> expected,
@@ -585,7 +585,7 @@ class SqlStorage final : public Storage {
       BlobState st{blob_id, rows[0][0].i, opt_i(rows[0][1]), false};
       st.finalized = st.total && *st.total == st.stored_length;
       return st;
-    });
+    }, /*single_statement=*/true);
   }
 
   Result<std::string> read_blob(std::int64_t blob_id, std::int64_t offset,
@@ -881,17 +881,22 @@ class SqlStorage final : public Storage {
 
   // Runs f in one DB transaction, retrying on busy/deadlock/lost connection.
   template <class T, class F>
-  Result<T> run(bool write, F&& f) {
+  // single_statement (reads only): f runs one statement, which is its own
+  // consistent snapshot: no BEGIN/COMMIT (two PostgreSQL round trips saved).
+  Result<T> run(bool write, F&& f, bool single_statement = false) {
     if (tl_batch_owner == this) return run_in_batch<T>(f);
+    const bool in_tx = write || !single_statement;
     constexpr int kTries = 5;
     for (int attempt = 0;; ++attempt) {
       std::optional<db::Pool::Lease> conn;
       try {
         conn.emplace((!write && read_pool_ ? *read_pool_ : pool_).acquire());
         Ctx x{**conn, {}, {}, false};
-        (*conn)->begin(write);
+        if (in_tx) (*conn)->begin(write);
         T value = f(x);
-        if (x.rollback) {
+        if (!in_tx) {
+          // nothing to commit or roll back
+        } else if (x.rollback) {
           (*conn)->rollback();
         } else {
           (*conn)->commit();
