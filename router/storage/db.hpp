@@ -24,6 +24,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace koukan::router::db {
@@ -142,6 +143,33 @@ class Pool {
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Conn>> idle_;
   std::size_t open_ = 0;
+};
+
+// Per connection: the prepared statement (T) last used for a SQL text at
+// this address (a literal, usually), so the hot path needs neither
+// translate() nor hashing the text. The source text and the clock offset are
+// checked: addresses get reused by built strings.
+template <class T>
+class StatementsByAddress {
+ public:
+  T* find(std::string_view sql, std::int64_t offset) const {
+    auto f = map_.find(sql.data());
+    if (f == map_.end() || f->second.offset != offset || f->second.source != sql) return nullptr;
+    return f->second.value;
+  }
+  void remember(std::string_view sql, std::int64_t offset, T* value) {
+    if (map_.size() > 512) map_.clear();
+    map_[sql.data()] = Entry{std::string(sql), offset, value};
+  }
+  void clear() { map_.clear(); }
+
+ private:
+  struct Entry {
+    std::string source;
+    std::int64_t offset;
+    T* value;
+  };
+  std::unordered_map<const char*, Entry> map_;
 };
 
 // Translates the common dialect (above) for one engine.

@@ -110,9 +110,7 @@ class PgConn final : public Conn {
   // first (no translation), then by the translated text.
   const std::string& prepared(std::string_view sql) {
     const std::int64_t off = offset_ ? offset_->load() : 0;
-    if (auto f = by_address_.find(sql.data());
-        f != by_address_.end() && f->second.offset == off && f->second.source == sql)
-      return *f->second.name;
+    if (const std::string* name = by_address_.find(sql, off)) return *name;
     std::string text = translate(sql, /*sqlite=*/false, off);
     auto it = names_.find(text);
     if (it == names_.end()) {
@@ -125,8 +123,7 @@ class PgConn final : public Conn {
       conn_.prepare(name, text);
       it = names_.emplace(std::move(text), std::move(name)).first;
     }
-    if (by_address_.size() > 512) by_address_.clear();
-    by_address_[sql.data()] = ByAddress{std::string(sql), off, &it->second};
+    by_address_.remember(sql, off, &it->second);
     return it->second;
   }
 
@@ -196,12 +193,7 @@ class PgConn final : public Conn {
   const ClockOffset* offset_;
   std::unordered_map<std::string, std::string> names_;  // translated text -> statement name
   std::uint64_t prepared_count_ = 0;
-  struct ByAddress {
-    std::string source;  // the untranslated text (checked: addresses get reused)
-    std::int64_t offset;
-    const std::string* name;  // into names_ (node-based: stable)
-  };
-  std::unordered_map<const char*, ByAddress> by_address_;
+  StatementsByAddress<const std::string> by_address_;  // names in names_ (node-based: stable)
   std::unique_ptr<pqxx::transaction_base> tx_;
 };
 

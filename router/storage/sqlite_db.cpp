@@ -73,9 +73,7 @@ class SqliteConn final : public Conn {
     const std::int64_t off = offset_ ? offset_->load() : 0;
     // Fast path: the same SQL text at the same address (a literal) as last
     // time, so no translation and no hashing of the text.
-    if (auto f = by_address_.find(sql.data());
-        f != by_address_.end() && f->second.offset == off && f->second.source == sql)
-      return *f->second.st;
+    if (SQLite::Statement* st = by_address_.find(sql, off)) return *st;
     std::string text = translate(sql, /*sqlite=*/true, off);
     auto it = cache_.find(text);
     if (it == cache_.end()) {
@@ -86,8 +84,7 @@ class SqliteConn final : public Conn {
       auto st = std::make_unique<SQLite::Statement>(db_, text);
       it = cache_.emplace(std::move(text), std::move(st)).first;
     }
-    if (by_address_.size() > 512) by_address_.clear();
-    by_address_[sql.data()] = ByAddress{std::string(sql), off, it->second.get()};
+    by_address_.remember(sql, off, it->second.get());
     return *it->second;
   }
 
@@ -142,12 +139,7 @@ class SqliteConn final : public Conn {
   SQLite::Database db_;
   const ClockOffset* offset_;
   std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
-  struct ByAddress {
-    std::string source;  // the untranslated text (checked: addresses get reused)
-    std::int64_t offset;
-    SQLite::Statement* st;
-  };
-  std::unordered_map<const char*, ByAddress> by_address_;
+  StatementsByAddress<SQLite::Statement> by_address_;  // into cache_
 };
 
 }  // namespace
