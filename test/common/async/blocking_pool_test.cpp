@@ -64,6 +64,23 @@ Task<void> blocker(BlockingPool& pool, std::shared_future<void> gate) {
   co_await offload(pool, std::move(f));
 }
 
+// Holds the pool's batch thread inside a call until release().
+struct HeldBatch {
+  std::promise<void> p;
+  std::shared_future<void> gate = p.get_future().share();
+  void release() { p.set_value(); }
+};
+// Starts the holding call and waits until its batch has begun.
+void hold(asio::io_context& io, BlockingPool& pool, ScriptedGroup& g, HeldBatch& h) {
+  spawn(io.get_executor(), blocker(pool, h.gate), "blocker");
+  while (g.snapshot().empty()) io.run_for(std::chrono::milliseconds(1));
+}
+template <class Pred>
+void run_until(asio::io_context& io, Pred done) {
+  while (!done() && io.run_one_for(std::chrono::seconds(5))) {
+  }
+}
+
 TEST(BlockingPoolGroup, CallsQueuedMeanwhileShareOneCommitAndResumeAfterIt) {
   ScriptedGroup g;
   asio::io_context io;
@@ -71,18 +88,13 @@ TEST(BlockingPoolGroup, CallsQueuedMeanwhileShareOneCommitAndResumeAfterIt) {
   std::vector<std::string> seen;
   {
     BlockingPool pool(g, 1);
-    std::promise<void> p;
-    std::shared_future<void> gate = p.get_future().share();
-    spawn(io.get_executor(), blocker(pool, gate), "blocker");
-    // Let the blocker reach the pool thread, then queue five calls behind it.
-    while (g.snapshot().empty()) io.run_for(std::chrono::milliseconds(1));
+    HeldBatch h;
+    hold(io, pool, g, h);  // then queue five calls while the batch runs
     for (int i = 1; i <= 5; ++i) spawn(io.get_executor(), call(pool, g, i, &seen), "call");
     io.run_for(std::chrono::milliseconds(50));  // posts the five calls
     EXPECT_TRUE(seen.empty());
-    p.set_value();
-    io.restart();
-    while (seen.size() < 5 && io.run_one_for(std::chrono::seconds(5))) {
-    }
+    h.release();
+    run_until(io, [&] { return seen.size() == 5; });
     // The five joined the running batch (queued while it ran): one commit.
     EXPECT_EQ(pool.batches(), 1u);
     EXPECT_EQ(pool.jobs(), 6u);
@@ -104,16 +116,12 @@ TEST(BlockingPoolGroup, AFailedCommitRunsEachCallAgainAlone) {
   std::vector<std::string> seen;
   {
     BlockingPool pool(g, 1);
-    std::promise<void> p;
-    std::shared_future<void> gate = p.get_future().share();
-    spawn(io.get_executor(), blocker(pool, gate), "blocker");
-    while (g.snapshot().empty()) io.run_for(std::chrono::milliseconds(1));
+    HeldBatch h;
+    hold(io, pool, g, h);
     for (int i = 1; i <= 2; ++i) spawn(io.get_executor(), call(pool, g, i, &seen), "call");
     io.run_for(std::chrono::milliseconds(50));
-    p.set_value();
-    io.restart();
-    while (seen.size() < 2 && io.run_one_for(std::chrono::seconds(5))) {
-    }
+    h.release();
+    run_until(io, [&] { return seen.size() == 2; });
   }
   // 1 and 2 joined the blocker's batch, whose commit failed: all three ran
   // again alone, and only then were their awaiters resumed.
@@ -135,8 +143,7 @@ TEST(BlockingPoolGroup, FailedBatchCallsResultsComeFromTheirSecondRun) {
   {
     BlockingPool pool(g, 1);
     spawn(io.get_executor(), call(pool, g, 7, &seen), "call");
-    while (seen.empty() && io.run_one_for(std::chrono::seconds(5))) {
-    }
+    run_until(io, [&] { return !seen.empty(); });
   }
   const std::vector<std::string> want = {"begin", "run-in-batch 7", "commit-failed", "abort", "run-alone 7"};
   EXPECT_EQ(g.snapshot(), want);
@@ -155,15 +162,13 @@ TEST(BlockingPoolGroup, ReadsRunBesideABlockedBatch) {
   auto work = asio::make_work_guard(io);
   std::thread::id where{};
   BlockingPool pool(g, 1);
-  std::promise<void> p;
-  std::shared_future<void> gate = p.get_future().share();
-  spawn(io.get_executor(), blocker(pool, gate), "blocker");
+  HeldBatch h;
+  hold(io, pool, g, h);
   spawn(io.get_executor(), read_call(pool, &where), "read");
-  while (where == std::thread::id{} && io.run_one_for(std::chrono::seconds(5))) {
-  }
+  run_until(io, [&] { return where != std::thread::id{}; });
   EXPECT_NE(where, std::thread::id{});  // done while the batch thread is still blocked
   EXPECT_NE(where, std::this_thread::get_id());
-  p.set_value();
+  h.release();
   io.run_for(std::chrono::milliseconds(100));
 }
 
@@ -174,14 +179,12 @@ TEST(BlockingPoolGroup, WithoutReaderThreadsReadsRunOnTheCallersThread) {
   std::thread::id where{};
   BlockingPool pool(g, 0);
   EXPECT_TRUE(pool.inline_reads());
-  std::promise<void> p;
-  std::shared_future<void> gate = p.get_future().share();
-  spawn(io.get_executor(), blocker(pool, gate), "blocker");
+  HeldBatch h;
+  hold(io, pool, g, h);
   spawn(io.get_executor(), read_call(pool, &where), "read");
-  while (where == std::thread::id{} && io.run_one_for(std::chrono::seconds(5))) {
-  }
+  run_until(io, [&] { return where != std::thread::id{}; });
   EXPECT_EQ(where, std::this_thread::get_id());  // the io thread, batch still blocked
-  p.set_value();
+  h.release();
   io.run_for(std::chrono::milliseconds(100));
 }
 
