@@ -39,6 +39,16 @@ std::string strip_quotes(std::string_view v);
 // "/a/b//c" -> {"a", "b", "c"}.
 std::vector<std::string_view> split_path(std::string_view p);
 
+// Ours (docs/compat.md): a client PUTting the last piece of a body may ask
+// the server to hold the answer until the transaction has its data response
+// (at most this many milliseconds, capped by the server's long-poll budget)
+// and to answer with the transaction's JSON, as a GET would. A server that
+// did so names the version of that JSON in kTxJsonHeader; without that
+// header the body is not the transaction (the original, or input not
+// complete) and the client polls with GET as usual.
+inline constexpr std::string_view kWaitDataHeader = "x-koukan-wait-data-ms";
+inline constexpr std::string_view kTxJsonHeader = "x-koukan-tx-json";
+
 // Content-Type is application/json (parameters such as charset ignored).
 bool is_json_content_type(const Headers& h);
 

@@ -75,9 +75,13 @@ Result<void> RouterTx::take(const http::ClientResponse& r, int expected_status) 
     return Error(Errc::unavailable, fmt::format("http status {}", r.status));
   auto etag = r.headers.get("etag");
   if (!etag) return Error(Errc::unavailable, "response without etag");
-  auto tx = tx_from_json_string(r.body, View::RestRead);
+  return take_tx(r.body, *etag);
+}
+
+Result<void> RouterTx::take_tx(std::string_view body, std::string_view etag) {
+  auto tx = tx_from_json_string(body, View::RestRead);
   if (!tx.ok()) return Error(Errc::unavailable, "bad response json: " + tx.error().message);
-  etag_ = strip_quotes(*etag);
+  etag_ = strip_quotes(etag);
   // Responses only grow; take the server's view of them.
   if (tx->mail_response) state_.mail_response = tx->mail_response;
   for (std::size_t i = 0; i < tx->rcpt_response.size(); ++i) {
@@ -195,7 +199,8 @@ Task<Result<Response>> RouterTx::add_rcpt(const Mailbox& rcpt, Clock::time_point
 }
 
 Task<Result<void>> RouterTx::put_body(std::string_view piece, bool last,
-                                      std::chrono::milliseconds put_timeout) {
+                                      std::chrono::milliseconds put_timeout,
+                                      std::optional<std::chrono::milliseconds> await_data) {
   if (body_url_.empty()) body_url_ = url_ + "/body";
   std::string_view rest = piece;
   // Resend loop: the router's Content-Range tells what it has.
@@ -213,6 +218,10 @@ Task<Result<void>> RouterTx::put_body(std::string_view piece, bool last,
     } else if (!(off == 0 && last)) {
       req.headers.set("content-range", fmt::format("bytes {}-{}/{}", off, total - 1,
                                                    last ? std::to_string(total) : std::string("*")));
+    }
+    if (last && await_data) {
+      req.headers.set(std::string(http::kWaitDataHeader), std::to_string(await_data->count()));
+      req.timeout = std::max(req.timeout, *await_data + put_timeout);
     }
     req.body = std::string(rest);
     auto r = co_await send(std::move(req));
@@ -233,6 +242,10 @@ Task<Result<void>> RouterTx::put_body(std::string_view piece, bool last,
     // data response from there (no GET that only reports our own upload).
     if (auto v = r->headers.get("x-koukan-tx-etag"); v && last && stored == total && !v->empty())
       etag_ = strip_quotes(*v);
+    // Asked for and given: the transaction as of that version (ours).
+    if (auto v = r->headers.get(http::kTxJsonHeader); v && last && stored == total && r->status == 200) {
+      if (auto t = take_tx(r->body, *v); !t.ok()) co_return Error(t.error().code, "body upload: " + t.error().message);
+    }
     if (stored == total) co_return Result<void>();
     rest = rest.substr(static_cast<std::size_t>(stored - off));
   }

@@ -35,8 +35,11 @@ class RouterTx {
   // PATCH one more recipient, poll until its response.
   Task<Result<Response>> add_rcpt(const Mailbox& rcpt, Clock::time_point deadline);
   // PUT one piece of the body at the current offset; last = this ends it.
+  // With `await_data` the last PUT asks the router to answer once the data
+  // response is there (at most that long): wait_data() then needs no GET.
   Task<Result<void>> put_body(std::string_view piece, bool last,
-                              std::chrono::milliseconds put_timeout);
+                              std::chrono::milliseconds put_timeout,
+                              std::optional<std::chrono::milliseconds> await_data = std::nullopt);
   // After the last piece: poll until data_response.
   Task<Result<Response>> wait_data(Clock::time_point deadline);
   // Empty PATCH (keeps the router's transaction alive).
@@ -55,6 +58,7 @@ class RouterTx {
   Task<Result<void>> poll(Clock::time_point deadline, Pred pred, const char* what);
   Task<Result<void>> get_once(Clock::time_point deadline);
   Result<void> take(const http::ClientResponse& r, int expected_status);
+  Result<void> take_tx(std::string_view body, std::string_view etag);
   Task<Result<http::ClientResponse>> send(http::ClientRequest req);
 
   http::Client& client_;

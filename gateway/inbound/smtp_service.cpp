@@ -94,11 +94,19 @@ class InboundHandler final : public smtp::ServerHandler {
     if (!tx_ || failed_) co_return kAborted;
     // PUT in rest_output.chunk_size pieces; only the final one is `last`.
     const std::size_t max = static_cast<std::size_t>(ro_.chunk_size);
+    Clock::time_point data_deadline{};
     do {
       std::string_view part = piece.substr(0, std::min(piece.size(), max));
       piece.remove_prefix(part.size());
       const bool end = last && piece.empty();
-      auto r = co_await tx_->put_body(part, end, ms(ro_.data_timeout));
+      std::optional<std::chrono::milliseconds> await;
+      if (end) {
+        // The data response is waited for from the last PUT on; the router
+        // may hold that PUT until it has it (no GET then).
+        data_deadline = Clock::now() + ms(data_response_wait());
+        await = ms(data_response_wait());
+      }
+      auto r = co_await tx_->put_body(part, end, ms(ro_.data_timeout), await);
       if (!r.ok()) {
         lg_.warn("DATA: {}", r.error().message);
         co_await abort();
@@ -106,8 +114,7 @@ class InboundHandler final : public smtp::ServerHandler {
       }
     } while (!piece.empty());
     if (!last) co_return std::nullopt;
-    const double wait = ro_.data_response_timeout ? *ro_.data_response_timeout : svc_.data_timeout;
-    auto d = co_await tx_->wait_data(Clock::now() + ms(wait));
+    auto d = co_await tx_->wait_data(data_deadline);
     if (!d.ok()) {
       lg_.warn("DATA response: {}", d.error().message);
       co_await abort();
@@ -138,6 +145,10 @@ class InboundHandler final : public smtp::ServerHandler {
   }
 
  private:
+  double data_response_wait() const {
+    return ro_.data_response_timeout ? *ro_.data_response_timeout : svc_.data_timeout;
+  }
+
   Task<void> abort() {
     failed_ = true;
     if (tx_) co_await tx_->cancel();

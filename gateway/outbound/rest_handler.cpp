@@ -226,6 +226,12 @@ struct RestHandler::Impl {
       if (req.content_length.value_or(0) != 0 || req.chunked)
         co_return H::error_response(Errc::bad_request, "x-finalize-blob-length with non-empty PUT");
     }
+    std::optional<std::chrono::milliseconds> wait_data;
+    if (auto wd = req.headers.get(H::kWaitDataHeader)) {
+      auto v = parse_decimal(*wd);
+      if (!v) co_return H::error_response(Errc::bad_request, "invalid " + std::string(H::kWaitDataHeader));
+      wait_data = std::min<std::chrono::milliseconds>(o().max_long_poll, std::chrono::milliseconds(*v));
+    }
     auto t = table->find(id);
     if (!t) co_return H::error_response(Errc::not_found, "unknown transaction");
     if (t->tx.cancelled) co_return H::error_response(Errc::conflict, "transaction cancelled");
@@ -289,6 +295,18 @@ struct RestHandler::Impl {
         auto st = co_await stage(t, std::move(buf), last);
         if (!st.ok()) co_return H::error_response(st.error());
       }
+    }
+    if (wait_data && t->body_final) {
+      // Asked to (ours): answer once the destination answered the data (at
+      // most wait_data), with the transaction as a GET would: the router
+      // needs no GET for it.
+      const auto until = Clock::now() + *wait_data;
+      while (!t->tx.data_response && !t->done() && Clock::now() < until)
+        co_await t->published.wait_until(until);
+      H::Response r = tx_response(200, *t);
+      r.headers.set("content-range", format_content_range(t->body_len, t->body_total));
+      r.headers.set(std::string(H::kTxJsonHeader), std::to_string(t->version));
+      co_return r;
     }
     H::Response ok = H::Response::json(200, "{}");
     ok.headers.set("content-range", format_content_range(t->body_len, t->body_total));

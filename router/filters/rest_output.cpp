@@ -605,7 +605,22 @@ Task<PutOutcome> put_piece(Pass& p, http::ClientRequest req, std::int64_t piece_
     co_return out;
   }
   out.stored = *stored;
+  // Asked for on the last piece and given (our gateway): the upstream tx as
+  // a GET would return it, usually with the data response (no GET needed).
+  if (r->status == 200 && r->headers.get(http::kTxJsonHeader)) {
+    if (auto a = accept_read(p.st, *r); !a)
+      p.log.info("body PUT {}: transaction in the answer: {}", p.st.body_url, a.error().message);
+  }
   co_return out;
+}
+
+// The last PUT asks our gateway to answer once it has the data response
+// (ours; an original gateway ignores the header and poll() GETs for it).
+void await_data(Pass& p, http::ClientRequest& req) {
+  const milliseconds l = left(p.deadline);
+  if (l <= 0ms) return;
+  req.headers.set(std::string(http::kWaitDataHeader), std::to_string(l.count()));
+  req.timeout = std::max(req.timeout, l + kPollPace);
 }
 
 // Uploads what is newly available. Returns a data response on failure.
@@ -627,6 +642,7 @@ Task<std::optional<Response>> upload(Pass& p, const BodySource& src) {
       // Everything sent, the total just became known: finalize shape.
       req.headers.set("x-finalize-blob-length", std::to_string(off));
       last = true;
+      await_data(p, req);
     } else {
       std::uint64_t n = static_cast<std::uint64_t>(avail);
       if (p.cfg.chunk_size) n = std::min(n, *p.cfg.chunk_size);
@@ -644,6 +660,7 @@ Task<std::optional<Response>> upload(Pass& p, const BodySource& src) {
                         fmt::format("bytes {}-{}/{}", off, piece_end - 1, total));
       }
       req.body = std::move(*data);
+      if (last) await_data(p, req);
     }
     PutOutcome o = co_await put_piece(p, std::move(req), piece_end);
     if (o.error) co_return o.error;

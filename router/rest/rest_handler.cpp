@@ -378,6 +378,12 @@ struct RestHandler::Impl {
       if (req.content_length && *req.content_length != range->length())
         co_return http::error_response(Errc::bad_request, "content-range length differs from content-length");
     }
+    std::optional<std::chrono::milliseconds> wait_data;
+    if (auto wd = req.headers.get(http::kWaitDataHeader)) {
+      auto v = parse_decimal(*wd);
+      if (!v) co_return http::error_response(Errc::bad_request, "invalid " + std::string(http::kWaitDataHeader));
+      wait_data = std::chrono::milliseconds(std::min<std::uint64_t>(*v, 24u * 3600 * 1000));
+    }
     if (auto fl = req.headers.get("x-finalize-blob-length")) {
       if (range) co_return http::error_response(Errc::bad_request, "x-finalize-blob-length with content-range");
       finalize_len = parse_decimal(*fl);
@@ -481,7 +487,41 @@ struct RestHandler::Impl {
     // told about its own change (docs/compat.md). Not an ETag: that would
     // name the blob.
     if (last->tx_version) ok.headers.set("x-koukan-tx-etag", std::to_string(*last->tx_version));
+    if (last->tx_version && wait_data) {
+      // Asked to (ours): hold the answer until the data response, and answer
+      // with the transaction as a GET would (saves the client that GET).
+      auto rec = co_await wait_for_data(id, *last->tx_version, *wait_data);
+      if (rec) {
+        Response tx = tx_response(200, *rec);
+        if (tx.status == 200) {
+          tx.headers.set("content-range", content_range(last->blob));
+          tx.headers.set("x-koukan-tx-etag", std::to_string(rec->version));
+          tx.headers.set(std::string(http::kTxJsonHeader), std::to_string(rec->version));
+          co_return tx;
+        }
+      }
+    }
     co_return ok;
+  }
+
+  // The transaction once it has a data response, or as it is when `wait`
+  // ran out (nullopt: reading it failed; the client polls).
+  Task<std::optional<TxRecord>> wait_for_data(std::string id, std::int64_t version,
+                                              std::chrono::milliseconds wait) {
+    const auto deadline = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(wait, o.max_long_poll);
+    std::optional<TxRecord> rec;
+    std::int64_t known = version;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() > 0) (void)co_await cache.wait_for_change(id, known, left);
+      auto now = co_await load(id);
+      if (!now.ok()) co_return rec;
+      known = now->version;
+      rec = std::move(*now);
+      if (std::chrono::steady_clock::now() >= deadline) co_return rec;
+      auto view = read_view(*rec);
+      if (!view.ok() || view->data_response || view->cancelled) co_return rec;
+    }
   }
 
   static std::string content_range(const BlobState& b) {

@@ -434,6 +434,48 @@ TEST_F(OutboundTest, StalledServerBackpressuresThePutButGetAnswers) {
   EXPECT_EQ(fake_->got_data(), msg + "\r\n");
 }
 
+// Ours (docs/compat.md): the last PUT may ask to be answered with the
+// transaction once the destination answered the data.
+TEST_F(OutboundTest, LastPutAskedToWaitAnswersWithTheDataResponse) {
+  start();
+  const std::string id = create();
+  wait_for(id, envelope_done);
+  // Not the last piece: the header changes nothing.
+  Reply p1 = call("PUT", tx_path(id) + "/body", "hello, ", {{"content-range", "bytes 0-6/*"}, {"x-koukan-wait-data-ms", "5000"}});
+  ASSERT_EQ(p1.status, 200) << p1.body;
+  EXPECT_EQ(p1.body, "{}");
+  EXPECT_EQ(p1.header("x-koukan-tx-json"), "");
+  EXPECT_EQ(call("PUT", tx_path(id) + "/body", "world!", {{"content-range", "bytes 7-12/13"}, {"x-koukan-wait-data-ms", "-1"}}).status, 400);
+  Reply p2 = call("PUT", tx_path(id) + "/body", "world!", {{"content-range", "bytes 7-12/13"}, {"x-koukan-wait-data-ms", "5000"}});
+  ASSERT_EQ(p2.status, 200) << p2.body;
+  EXPECT_EQ(p2.header("content-range"), "bytes 0-12/13");
+  EXPECT_EQ(code(p2.obj(), "data_response"), 250);
+  EXPECT_EQ(message(p2.obj(), "data_response"), "2.0.0 accepted");
+  EXPECT_TRUE(finalized(p2.obj()));
+  EXPECT_EQ(fake_->got_data(), "hello, world!\r\n");
+  // The JSON is what a GET returns, at the version it names.
+  Reply g = call("GET", tx_path(id));
+  EXPECT_EQ(p2.header("x-koukan-tx-json"), g.header("etag"));
+  EXPECT_EQ(p2.body, g.body);
+}
+
+TEST_F(OutboundTest, LastPutWaitRunsOutWithTheTransactionSoFar) {
+  start();
+  const std::string id = create();
+  wait_for(id, envelope_done);
+  fake_->stall_data = true;  // no data response while set
+  const auto t0 = std::chrono::steady_clock::now();
+  Reply p = call("PUT", tx_path(id) + "/body", "hi\r\n", {{"x-koukan-wait-data-ms", "300"}});
+  ASSERT_EQ(p.status, 200) << p.body;
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 290ms);
+  EXPECT_FALSE(has_data_response(p.obj()));
+  EXPECT_NE(p.header("x-koukan-tx-json"), "");
+  fake_->stall_data = false;
+  Reply d = wait_for(id, has_data_response);
+  EXPECT_EQ(code(d.obj(), "data_response"), 250);
+  EXPECT_EQ(fake_->got_data(), "hi\r\n");
+}
+
 // ---- cancel ------------------------------------------------------------------------
 
 TEST_F(OutboundTest, CancelQuitsAndShowsCancelled) {

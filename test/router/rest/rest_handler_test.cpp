@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json.hpp>
 
 #include <filesystem>
@@ -223,6 +224,66 @@ TEST_F(RestHandlerTest, LongPollTimesOutWith304EchoingTheEtag) {
   EXPECT_EQ(run("GET", path, {}, {{"if-none-match", "1"}, {"request-timeout", "x"}}).status, 400);
   // a point read ignores request-timeout
   EXPECT_EQ(run("GET", path, {}, {{"request-timeout", "x"}}).status, 200);
+}
+
+// Ours (docs/compat.md): the last body PUT may ask to be answered with the
+// transaction once it has its data response.
+TEST_F(RestHandlerTest, LastPutAskedToWaitAnswersWithTheDataResponse) {
+  Reply r = create(R"({"mail_from":{"m":"a@example.com"},"rcpt_to":[{"m":"b@example.com"}]})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  const std::string id = r.header("location").substr(r.header("location").rfind('/') + 1);
+  const std::string path = "/transactions/" + id;
+  ASSERT_TRUE(storage_->start_attempt(id, std::nullopt, /*oneshot=*/true).ok());
+  // The output's stand-in answers the data 150 ms after the PUT began.
+  asio::steady_timer answer(io_, std::chrono::milliseconds(150));
+  answer.async_wait([this, id](boost::system::error_code) {
+    TxWrite w;
+    w.attempt_responses = json::parse(R"({"mail_response":{"code":250,"message":"ok"},)"
+                                      R"("rcpt_response":[{"code":250,"message":"ok"}],)"
+                                      R"("data_response":{"code":250,"message":"delivered"}})").as_object();
+    ASSERT_TRUE(storage_->write(id, std::nullopt, w).ok());
+  });
+  const std::string data = "Subject: wait\r\n\r\nhello\r\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  Reply put = run("PUT", path + "/body", data, {{"x-koukan-wait-data-ms", "5000"}});
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_EQ(put.status, 200) << put.body;
+  EXPECT_GE(took, std::chrono::milliseconds(140));
+  EXPECT_LT(took, std::chrono::seconds(4));
+  EXPECT_EQ(put.header("content-range"), "bytes 0-" + std::to_string(data.size() - 1) + "/" + std::to_string(data.size()));
+  // The transaction as a GET returns it, and its version named.
+  Reply get = run("GET", path);
+  EXPECT_EQ(put.body, get.body);
+  EXPECT_EQ(put.header("x-koukan-tx-json"), get.header("etag"));
+  EXPECT_EQ(put.header("x-koukan-tx-etag"), get.header("etag"));
+  EXPECT_EQ(put.json().at("data_response").at("code").as_int64(), 250);
+  EXPECT_EQ(json::value_to<std::string>(put.json().at("data_response").at("message")), "delivered");
+}
+
+TEST_F(RestHandlerTest, LastPutWaitRunsOutWithTheTransactionSoFar) {
+  Reply r = create(R"({"mail_from":{"m":"a@example.com"},"rcpt_to":[{"m":"b@example.com"}]})");
+  const std::string path = "/transactions/" + r.header("location").substr(r.header("location").rfind('/') + 1);
+  // Not the last piece: the header is ignored, the answer is the usual {}.
+  Reply first = run("PUT", path + "/body", "0123", {{"content-range", "bytes 0-3/*"}, {"x-koukan-wait-data-ms", "5000"}});
+  ASSERT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(first.body, "{}");
+  EXPECT_EQ(first.header("x-koukan-tx-json"), "");
+  EXPECT_EQ(run("PUT", path + "/body", "", {{"x-finalize-blob-length", "4"}, {"x-koukan-wait-data-ms", "soon"}}).status, 400);
+  // No data response comes: after the wait, the transaction without one.
+  const auto t0 = std::chrono::steady_clock::now();
+  Reply last = run("PUT", path + "/body", "", {{"x-finalize-blob-length", "4"}, {"x-koukan-wait-data-ms", "200"}});
+  ASSERT_EQ(last.status, 200) << last.body;
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(190));
+  EXPECT_FALSE(last.json().as_object().contains("data_response")) << last.body;
+  EXPECT_EQ(last.json().at("body").at("blob_status").at("finalized"), true);
+  EXPECT_EQ(last.header("x-koukan-tx-json"), run("GET", path).header("etag"));
+  // Without the header: {} at once, as before.
+  Reply r2 = create(R"({"mail_from":{"m":"a@example.com"},"rcpt_to":[{"m":"b@example.com"}]})");
+  const std::string path2 = "/transactions/" + r2.header("location").substr(r2.header("location").rfind('/') + 1);
+  Reply plain = run("PUT", path2 + "/body", "abc");
+  EXPECT_EQ(plain.body, "{}");
+  EXPECT_EQ(plain.header("x-koukan-tx-json"), "");
+  EXPECT_NE(plain.header("x-koukan-tx-etag"), "");
 }
 
 }  // namespace
