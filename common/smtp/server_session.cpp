@@ -12,6 +12,8 @@
 #include <atomic>
 #include <exception>
 #include <memory>
+#include <variant>
+#include <vector>
 
 #include "common/base/log.hpp"
 #include "common/smtp/server_protocol.hpp"
@@ -108,7 +110,7 @@ class Session {
   Task<void> stop_heartbeat();
   Task<LineStatus> read_line(std::string& line, bool command);
   // ---- handler calls (an exception becomes 451 4.3.0)
-  Task<Response> call_mail(const Mailbox& m);
+  Task<Response> call_mail(const Mailbox& m, const std::vector<Mailbox>& next_rcpts);
   Task<Response> call_rcpt(const Mailbox& m);
   Task<std::optional<Response>> call_data(bool last);  // sends piece_
   Task<void> reset_tx(ResetReason why);
@@ -116,7 +118,10 @@ class Session {
   // ---- commands
   Task<void> dispatch(const std::string& line);
   Task<void> cmd_hello(std::string_view arg, bool esmtp);
+  std::optional<Response> path_error(const server::PathArg& p, const char* syntax_reply) const;
   bool path_ok(const server::PathArg& p, const char* syntax_reply);
+  std::variant<Mailbox, Response> check_rcpt(std::string_view arg) const;
+  std::vector<Mailbox> pipelined_rcpts() const;
   Task<void> cmd_mail(std::string_view arg);
   Task<void> cmd_rcpt(std::string_view arg);
   Task<void> cmd_data(std::string_view arg);
@@ -278,9 +283,11 @@ Task<LineStatus> Session::read_line(std::string& line, bool command) {
 
 // ---- handler calls ---------------------------------------------------------------
 
-Task<Response> Session::call_mail(const Mailbox& m) {
+Task<Response> Session::call_mail(const Mailbox& m, const std::vector<Mailbox>& next_rcpts) {
   try {
-    Response r = co_await handler_.on_mail(info_, m);
+    Response r;
+    if (next_rcpts.empty()) r = co_await handler_.on_mail(info_, m);
+    else r = co_await handler_.on_mail_pipelined(info_, m, next_rcpts);
     last_call_ = Clock::now();
     co_return r;
   } catch (const std::exception& e) {
@@ -522,22 +529,69 @@ bool valid_notify(std::string_view v) {
 }  // namespace
 
 // The checks MAIL and RCPT share; replies and returns false on a problem.
-bool Session::path_ok(const server::PathArg& p, const char* syntax_reply) {
+std::optional<Response> Session::path_error(const server::PathArg& p, const char* syntax_reply) const {
   // After HELO (not EHLO) parameters are a syntax error.
   bool params_given = p.status == server::PathStatus::bad_params || !p.params.empty();
-  if (p.status == server::PathStatus::syntax || (!info_.esmtp && params_given)) {
-    reply(501, syntax_reply);
-    return false;
-  }
-  if (p.status == server::PathStatus::bad_address) {
-    reply(553, "5.1.3 Error: malformed address");
-    return false;
-  }
-  if (p.status == server::PathStatus::bad_params || has_duplicates(p.params)) {
-    reply(501, "5.5.4 Syntax error in parameters");
+  if (p.status == server::PathStatus::syntax || (!info_.esmtp && params_given))
+    return Response(501, syntax_reply);
+  if (p.status == server::PathStatus::bad_address) return Response(553, "5.1.3 Error: malformed address");
+  if (p.status == server::PathStatus::bad_params || has_duplicates(p.params))
+    return Response(501, "5.5.4 Syntax error in parameters");
+  return std::nullopt;
+}
+
+bool Session::path_ok(const server::PathArg& p, const char* syntax_reply) {
+  if (auto e = path_error(p, syntax_reply)) {
+    reply(e->code, e->message);
     return false;
   }
   return true;
+}
+
+// RCPT TO's own checks (syntax, parameters): the recipient, or the reply.
+std::variant<Mailbox, Response> Session::check_rcpt(std::string_view arg) const {
+  server::PathArg p = server::parse_path_arg(arg, "TO:", false);
+  if (auto e = path_error(p, "5.5.4 Syntax: RCPT TO:<address>")) return *e;
+  for (const EsmtpParam& e : p.params) {
+    if (e.keyword == "NOTIFY") {
+      if (!e.value || !valid_notify(*e.value))
+        return Response(501, "5.5.4 Error: NOTIFY can only be NEVER or a list of SUCCESS, FAILURE, DELAY");
+    } else if (e.keyword == "ORCPT") {
+      if (!e.value || e.value->find(';') == std::string::npos || e.value->front() == ';')
+        return Response(501, "5.5.4 Syntax error in parameters");
+    } else {
+      return Response(555, "5.5.4 RCPT TO parameters not recognized or not implemented");
+    }
+  }
+  Mailbox to;
+  to.mailbox = std::move(p.address);
+  to.esmtp = std::move(p.params);
+  return to;
+}
+
+// The RCPT commands the client pipelined right behind a MAIL (complete lines
+// already read), up to the first line that is anything else or that
+// cmd_rcpt would refuse before asking the handler. Each of them reaches
+// on_rcpt next, in order, if the MAIL opens the transaction.
+std::vector<Mailbox> Session::pipelined_rcpts() const {
+  std::vector<Mailbox> out;
+  std::size_t at = pos_;
+  const std::size_t limit = opts_.max_command_line + kDsnExtra;
+  while (out.size() < opts_.max_recipients) {
+    const std::size_t nl = in_.find('\n', at);
+    if (nl == std::string::npos || nl + 1 - at > limit) break;
+    std::string_view line(in_.data() + at, nl - at);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!server::istarts_with(line, "RCPT ")) break;
+    server::CommandLine c = server::split_command(line);  // arg views `line` (in_)
+    if (c.verb != "RCPT") break;
+    auto r = check_rcpt(c.arg);
+    auto* m = std::get_if<Mailbox>(&r);
+    if (!m) break;
+    out.push_back(std::move(*m));
+    at = nl + 1;
+  }
+  return out;
 }
 
 Task<void> Session::cmd_mail(std::string_view arg) {
@@ -589,7 +643,9 @@ Task<void> Session::cmd_mail(std::string_view arg) {
   Mailbox from;
   from.mailbox = std::move(p.address);
   from.esmtp = std::move(p.params);
-  Response r = co_await call_mail(from);
+  std::vector<Mailbox> next_rcpts;
+  if (info_.esmtp) next_rcpts = pipelined_rcpts();
+  Response r = co_await call_mail(from, next_rcpts);
   reply_response(r, "MAIL");
   if (valid_reply_code(r.code) && r.ok()) {
     tx_open_ = true;
@@ -610,31 +666,16 @@ Task<void> Session::cmd_rcpt(std::string_view arg) {
     reply(503, "5.5.1 Error: RCPT not allowed after BDAT");
     co_return;
   }
-  server::PathArg p = server::parse_path_arg(arg, "TO:", false);
-  if (!path_ok(p, "5.5.4 Syntax: RCPT TO:<address>")) co_return;
-  for (const EsmtpParam& e : p.params) {
-    if (e.keyword == "NOTIFY") {
-      if (!e.value || !valid_notify(*e.value)) {
-        reply(501, "5.5.4 Error: NOTIFY can only be NEVER or a list of SUCCESS, FAILURE, DELAY");
-        co_return;
-      }
-    } else if (e.keyword == "ORCPT") {
-      if (!e.value || e.value->find(';') == std::string::npos || e.value->front() == ';') {
-        reply(501, "5.5.4 Syntax error in parameters");
-        co_return;
-      }
-    } else {
-      reply(555, "5.5.4 RCPT TO parameters not recognized or not implemented");
-      co_return;
-    }
+  auto checked = check_rcpt(arg);
+  if (auto* e = std::get_if<Response>(&checked)) {
+    reply(e->code, e->message);
+    co_return;
   }
   if (rcpts_ >= opts_.max_recipients) {
     reply(452, "4.5.3 Too many recipients");
     co_return;
   }
-  Mailbox to;
-  to.mailbox = std::move(p.address);
-  to.esmtp = std::move(p.params);
+  Mailbox to = std::move(std::get<Mailbox>(checked));
   Response r = co_await call_rcpt(to);
   reply_response(r, "RCPT");
   if (valid_reply_code(r.code) && r.ok()) ++rcpts_;

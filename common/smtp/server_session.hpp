@@ -67,6 +67,16 @@ class ServerHandler {
   // MAIL FROM (address "" = null reverse-path; params as given, keyword
   // upper-cased). Only a 2xx opens the transaction.
   virtual Task<Response> on_mail(const SessionInfo& s, const Mailbox& from) = 0;
+  // MAIL FROM when the client pipelined RCPT TO commands right behind it:
+  // `next_rcpts` are those recipients, in order, each already through the
+  // engine's own checks, so each reaches on_rcpt next if this MAIL opens the
+  // transaction (a handler may ask its upstream for them now, together with
+  // MAIL, and answer those on_rcpt calls from that). Default: on_mail.
+  virtual Task<Response> on_mail_pipelined(const SessionInfo& s, const Mailbox& from,
+                                           const std::vector<Mailbox>& next_rcpts) {
+    (void)next_rcpts;
+    co_return co_await on_mail(s, from);
+  }
   // Each RCPT TO, in order; only 2xx counts as accepted.
   virtual Task<Response> on_rcpt(const SessionInfo& s, const Mailbox& to) = 0;
   // The message, dot-unstuffed (DATA) or raw (BDAT), in pieces of at most

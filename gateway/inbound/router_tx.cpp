@@ -152,8 +152,16 @@ Task<Result<Response>> RouterTx::create(const TransactionMetadata& tx, Clock::ti
   if (!loc) co_return Error(Errc::unavailable, "router create without location");
   url_ = std::string(*loc);
   if (auto t = take(*r, 201); !t.ok()) co_return t.error();
-  auto pred = [](const TransactionMetadata& s) { return s.mail_response.has_value(); };
-  auto p = co_await poll(deadline, pred, "MAIL");
+  const std::size_t n = tx.rcpt_to.size();
+  rcpts_ = n;
+  auto pred = [n](const TransactionMetadata& s) {
+    if (!s.mail_response) return false;
+    if (s.mail_response->err()) return true;
+    for (std::size_t i = 0; i < n; ++i)
+      if (i >= s.rcpt_response.size() || !s.rcpt_response[i]) return false;
+    return true;
+  };
+  auto p = co_await poll(deadline, pred, n ? "MAIL and RCPT" : "MAIL");
   if (!p.ok()) co_return p.error();
   co_return *state_.mail_response;
 }

@@ -30,8 +30,15 @@ class RouterTx {
       : client_(client), create_url_(std::move(create_url)), lg_(std::move(lg)) {}
 
   // POST create with mail_from (+ remote_host, local_host, smtp_meta,
-  // sender), then poll until mail_response or the deadline.
+  // sender, and the recipients the client pipelined behind MAIL, if any),
+  // then poll until mail_response and each of those recipients' responses
+  // (or a failed MAIL), or the deadline.
   Task<Result<Response>> create(const TransactionMetadata& tx, Clock::time_point deadline);
+  // The response to recipient i (after create() with recipients).
+  std::optional<Response> rcpt_response(std::size_t i) const {
+    if (i < state_.rcpt_response.size()) return state_.rcpt_response[i];
+    return std::nullopt;
+  }
   // PATCH one more recipient, poll until its response.
   Task<Result<Response>> add_rcpt(const Mailbox& rcpt, Clock::time_point deadline);
   // PUT one piece of the body at the current offset; last = this ends it.

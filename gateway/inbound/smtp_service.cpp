@@ -4,6 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <deque>
 #include <list>
 #include <map>
 
@@ -48,9 +49,23 @@ class InboundHandler final : public smtp::ServerHandler {
       : svc_(svc), ro_(ro), client_(client), secrets_(secrets), lg_(std::move(lg)) {}
 
   Task<Response> on_mail(const smtp::SessionInfo& s, const Mailbox& from) override {
+    const std::vector<Mailbox> none;
+    co_return co_await start(s, from, none);
+  }
+
+  // The client pipelined RCPTs behind MAIL: one create carries them all (no
+  // PATCH per recipient); their on_rcpt calls are answered from it.
+  Task<Response> on_mail_pipelined(const smtp::SessionInfo& s, const Mailbox& from,
+                                   const std::vector<Mailbox>& next_rcpts) override {
+    co_return co_await start(s, from, next_rcpts);
+  }
+
+  Task<Response> start(const smtp::SessionInfo& s, const Mailbox& from, const std::vector<Mailbox>& rcpts) {
     tx_ = std::make_unique<RouterTx>(client_, ro_.endpoint, lg_);
     failed_ = false;
+    prefetched_.clear();
     TransactionMetadata t;
+    t.rcpt_to = rcpts;
     t.remote_host = s.remote;
     t.local_host = s.local;
     t.mail_from = from;
@@ -65,21 +80,41 @@ class InboundHandler final : public smtp::ServerHandler {
     snd.name = svc_.sender;
     snd.tag = svc_.tag;
     t.sender = snd;
-    auto deadline = Clock::now() + std::min(ms(svc_.mail_timeout), ms(ro_.rcpt_timeout));
-    auto r = co_await tx_->create(t, deadline);
+    auto wait = std::min(ms(svc_.mail_timeout), ms(ro_.rcpt_timeout));
+    if (!rcpts.empty()) wait = std::max(wait, std::min(ms(svc_.rcpt_timeout), ms(ro_.rcpt_timeout)));
+    auto r = co_await tx_->create(t, Clock::now() + wait);
     if (!r.ok()) {
       lg_.warn("MAIL: {}", r.error().message);
       co_await tx_->cancel();
       tx_.reset();
       co_return upstream_error(r.error());
     }
-    if (!r->ok()) tx_.reset();  // the engine opens no transaction
-    else lg_.info("MAIL accepted, router tx {}", tx_->url());
+    if (!r->ok()) {
+      tx_.reset();  // the engine opens no transaction
+    } else {
+      lg_.info("MAIL accepted, router tx {}", tx_->url());
+      for (std::size_t i = 0; i < rcpts.size(); ++i) {
+        auto rr = tx_->rcpt_response(i);
+        prefetched_.emplace_back(rcpts[i], rr ? *rr : Response(451, "4.3.0 no RCPT response (gateway)"));
+      }
+    }
     co_return *r;
   }
 
   Task<Response> on_rcpt(const smtp::SessionInfo&, const Mailbox& to) override {
     if (!tx_ || failed_) co_return kAborted;
+    if (!prefetched_.empty()) {
+      // Sent with the create (pipelined); the engine calls on_rcpt for each
+      // of them in order.
+      auto [sent, resp] = std::move(prefetched_.front());
+      prefetched_.pop_front();
+      if (sent.mailbox == to.mailbox && sent.esmtp == to.esmtp) co_return resp;
+      lg_.error("RCPT {} is not the pipelined {} sent to the router; aborting the transaction",
+                to.mailbox, sent.mailbox);
+      prefetched_.clear();
+      co_await abort();
+      co_return kAborted;
+    }
     auto deadline = Clock::now() + std::min(ms(svc_.rcpt_timeout), ms(ro_.rcpt_timeout));
     auto r = co_await tx_->add_rcpt(to, deadline);
     if (!r.ok()) {
@@ -129,6 +164,7 @@ class InboundHandler final : public smtp::ServerHandler {
   Task<void> on_reset(smtp::ResetReason) override {
     if (tx_) co_await tx_->cancel();
     tx_.reset();
+    prefetched_.clear();
     failed_ = false;
   }
 
@@ -160,6 +196,9 @@ class InboundHandler final : public smtp::ServerHandler {
   const smtp::AuthSecrets* secrets_;
   log::Logger lg_;
   std::unique_ptr<RouterTx> tx_;
+  // Recipients sent with the create and the router's answers, for the
+  // on_rcpt calls that follow.
+  std::deque<std::pair<Mailbox, Response>> prefetched_;
   bool failed_ = false;
 };
 

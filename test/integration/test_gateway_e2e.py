@@ -53,6 +53,29 @@ class GatewayE2ETest(unittest.TestCase):
         self.assertEqual(m.ehlo, "gw.test")
         self.assertEqual(m.data, MSG.encode())
 
+    def patches(self):
+        text = self.router.request("GET", "/metrics").body.decode()
+        for line in text.splitlines():
+            if line.startswith('koukan_rest_requests_total{route="patch"}'):
+                return int(float(line.split()[-1]))
+        return 0
+
+    def test_pipelined_rcpts_go_with_the_create(self):
+        # swaks --pipeline sends MAIL, both RCPTs and DATA in one write: the
+        # gateway creates the router transaction with both recipients (no
+        # PATCH), and the replies are the ones RCPT by RCPT would give.
+        before = self.patches()
+        rc, out = self.swaks_msa("--tls", "--pipeline", to="p1@example.net,rcptperm@example.net,p2@example.net")
+        self.assertEqual(rc, 0, out + self.gw.read_log() + self.router.read_log())
+        self.assertIn("PIPELINING", out)
+        self.assertIn("550 ", out)  # rcptperm: refused verbatim
+        self.assertTrue(self.sink.wait_for(lambda s: len(s.delivered()) == 2, 30), self.router.read_log())
+        self.assertEqual(sorted(r for m in self.sink.delivered() for r in m.rcpts),
+                         ["p1@example.net", "p2@example.net"])
+        for m in self.sink.delivered():
+            self.assertEqual(m.data, MSG.encode())
+        self.assertEqual(self.patches(), before)
+
     def test_submission_implicit_tls_465(self):
         rc, out = gw_harness.swaks("--server", "127.0.0.1", "--port", str(self.gw.smtps_port),
                                    "--tls-on-connect", "--from", "alice@example.com",

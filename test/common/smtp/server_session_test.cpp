@@ -47,6 +47,14 @@ class FakeHandler final : public ServerHandler {
     Response r = pop(mail_script, Response(250, "2.1.0 Sender OK"));
     co_return r;
   }
+  std::vector<std::vector<std::string>> pipelined;  // next_rcpts of each on_mail_pipelined
+  Task<Response> on_mail_pipelined(const SessionInfo& s, const Mailbox& from,
+                                   const std::vector<Mailbox>& next_rcpts) override {
+    std::vector<std::string> v;
+    for (const auto& m : next_rcpts) v.push_back(render(m));
+    pipelined.push_back(std::move(v));
+    co_return co_await on_mail(s, from);
+  }
   Task<Response> on_rcpt(const SessionInfo&, const Mailbox& to) override {
     calls.push_back("rcpt " + render(to));
     if (throw_on_rcpt) throw std::runtime_error("boom");
@@ -342,6 +350,45 @@ TEST(ServerSession, PipelinedTransactionRepliesInOneWrite) {
   EXPECT_FALSE(t.h.infos[0].auth_user);
   EXPECT_EQ(t.h.infos[0].remote, (HostPort{"127.0.0.1", 40001}));
   EXPECT_EQ(t.h.infos[0].local, (HostPort{"127.0.0.1", 25}));
+}
+
+// The RCPTs pipelined right behind MAIL are announced with it (a handler may
+// send them upstream together); each still reaches on_rcpt, in order, and
+// the replies are those of RCPT by RCPT.
+TEST(ServerSession, RcptsPipelinedBehindMailAreAnnouncedWithIt) {
+  Harness t;
+  t.h.rcpt_script = {Response(550, "5.1.1 no such user"), Response(250, "2.1.5 ok e")};
+  std::string in = "EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example> NOTIFY=NEVER\r\n"
+                   "rcpt to:<e@f.example>\r\nRCPT TO:<bad\r\nRCPT TO:<g@h.example>\r\nDATA\r\n";
+  std::string out = t.run(std::vector<std::string>{in, "x\r\n.\r\nQUIT\r\n"});
+  EXPECT_EQ(out, kGreeting + kEhlo + kMailOk + "550 5.1.1 no such user\r\n250 2.1.5 ok e\r\n" +
+                     "501 5.5.4 Syntax: RCPT TO:<address>\r\n" + kRcptOk + k354 + kQueued + kBye);
+  // Up to the first line cmd_rcpt would refuse itself.
+  EXPECT_EQ(t.h.pipelined, (std::vector<std::vector<std::string>>{{"c@d.example NOTIFY=NEVER", "e@f.example"}}));
+  EXPECT_EQ(t.h.calls, (Calls{"mail a@b.example", "rcpt c@d.example NOTIFY=NEVER", "rcpt e@f.example",
+                              "rcpt g@h.example", "data 3 last"}));
+}
+
+TEST(ServerSession, PipelinedRcptAnnouncementStopsAtLimitsAndOtherCommands) {
+  {  // MAIL alone in its write: nothing to announce.
+    Harness t;
+    t.run(std::vector<std::string>{"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n", "RCPT TO:<c@d.example>\r\nQUIT\r\n"});
+    EXPECT_TRUE(t.h.pipelined.empty());
+    EXPECT_EQ(t.h.calls, (Calls{"mail a@b.example", "rcpt c@d.example", "reset quit"}));
+  }
+  {  // At most max_recipients; an unknown parameter ends the run.
+    Harness t;
+    t.opts.max_recipients = 2;
+    t.run("EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<1@x.example>\r\nRCPT TO:<2@x.example>\r\n"
+          "RCPT TO:<3@x.example>\r\nRSET\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<4@x.example> FOO=1\r\nQUIT\r\n");
+    EXPECT_EQ(t.h.pipelined, (std::vector<std::vector<std::string>>{{"1@x.example", "2@x.example"}}));
+  }
+  {  // After HELO (no PIPELINING offered): never.
+    Harness t;
+    t.run("HELO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n");
+    EXPECT_TRUE(t.h.pipelined.empty());
+    EXPECT_EQ(t.h.calls, (Calls{"mail a@b.example", "rcpt c@d.example", "reset quit"}));
+  }
 }
 
 TEST(ServerSession, TwoTransactionsOnOneConnection) {
