@@ -27,6 +27,7 @@
 #include "common/base/result.hpp"
 #include "common/json/transaction.hpp"
 #include "common/smtp/client.hpp"
+#include "common/async/notifier.hpp"
 #include "common/smtp/stream.hpp"
 #include "gateway/config/gateway_config.hpp"
 
@@ -40,20 +41,7 @@ using Connector = std::function<Task<Result<std::unique_ptr<smtp::ByteStream>>>(
     asio::any_io_executor, const HostPort&, smtp::ConnectOptions)>;
 Connector tcp_connector();
 
-// Wakes every coroutine waiting on it (single-threaded condition variable).
-class Notifier {
- public:
-  Notifier() = default;
-  Notifier(const Notifier&) = delete;
-  Notifier& operator=(const Notifier&) = delete;
-  // Returns on notify_all() or at `deadline`, whichever comes first.
-  Task<void> wait_until(Clock::time_point deadline);
-  Task<void> wait();  // no deadline
-  void notify_all();
-
- private:
-  std::list<asio::steady_timer*> waiters_;
-};
+using koukan::Notifier;  // common/async/notifier.hpp
 
 // A piece of the body handed from a PUT to the SMTP driver.
 struct StagedPiece {

@@ -8,7 +8,6 @@
 #include "common/base/log.hpp"
 #include "router/output/output_service.hpp"
 #include "router/storage/storage.hpp"
-#include "router/storage/version_cache.hpp"
 
 namespace koukan::router {
 
@@ -28,7 +27,9 @@ struct ExploderParams {
 // One downstream recipient and its upstream transaction (Recipient +
 // AsyncFilterWrapper, router.md §12.2, §12.4).
 struct Recipient {
-  std::string rest_id;  // upstream tx; empty if its create failed
+  // The upstream, run in memory (OutputService::Upstream); null if it could
+  // not be started.
+  std::shared_ptr<OutputService::Upstream> upstream;
   std::int64_t version = 0;
   TransactionMetadata up;  // last seen upstream responses
   bool body_sent = false;  // finalized body handed upstream
@@ -99,65 +100,27 @@ class Exploder final : public chain::Filter {
 
   // Does this recipient still wait for an upstream answer?
   static bool pending(const Recipient& r) {
-    if (r.rest_id.empty()) return false;
+    if (!r.upstream) return false;
     if (!r.mail || !r.rcpt) return true;
     if (r.mail->err() || r.rcpt->err()) return false;
     return r.body_sent && !r.data;
   }
 
-  Task<Result<TxRecord>> load(const std::string& id) const {
-    auto* st = &out_.storage();
-    auto f = [st, id]() { return st->load(id); };
-    co_return co_await offload_read(out_.pool(), std::move(f));
-  }
-  Task<Result<LatestResponses>> latest_responses(const std::string& id) const {
-    auto* st = &out_.storage();
-    auto f = [st, id]() { return st->latest_responses(id); };
-    co_return co_await offload_read(out_.pool(), std::move(f));
-  }
-  Task<Result<WriteResult>> write(const std::string& id, std::optional<std::int64_t> v, TxWrite w) const {
-    auto* st = &out_.storage();
-    auto f = [st, id, v, w = std::move(w)]() { return st->write(id, v, w); };
-    co_return co_await offload(out_.pool(), std::move(f));
+  static void refresh(Recipient& r) {
+    const TransactionMetadata v = r.upstream->view();
+    r.version = r.upstream->version();
+    r.up.mail_response = v.mail_response;
+    r.up.rcpt_response = v.rcpt_response;
+    r.up.data_response = v.data_response;
   }
 
-  Task<void> refresh(Recipient& r) const {
-    auto rec = co_await latest_responses(r.rest_id);
-    if (!rec.ok()) co_return;
-    r.version = rec->version;
-    if (rec->attempt_responses) {
-      auto att = tx_from_json(*rec->attempt_responses, View::DbAttempt);
-      if (att.ok()) {
-        r.up.mail_response = att->mail_response;
-        r.up.rcpt_response = att->rcpt_response;
-        r.up.data_response = att->data_response;
-      }
-    }
-  }
-
-  // Turns the upstream durable: retry + notification (store&forward).
+  // Turns the upstream durable: stored with retry + notification
+  // (store&forward); returns after the commit.
   Task<void> make_durable(Recipient& r, const log::Logger& lg) const {
-    if (r.durable_sent || r.rest_id.empty()) co_return;
-    for (int i = 0; i < 5; ++i) {
-      auto rec = co_await load(r.rest_id);
-      if (!rec.ok()) break;
-      TxWrite w;
-      json::object j = rec->json;
-      j["retry"] = json::object();
-      j["notification"] = json::object();
-      w.json = std::move(j);
-      w.clear_oneshot = true;
-      auto wr = co_await write(r.rest_id, rec->version, std::move(w));
-      if (wr.ok()) {
-        r.durable_sent = true;
-        lg.info("upstream {} store&forward: retry and notification on", r.rest_id);
-        co_return;
-      }
-      if (wr.error().code != Errc::precondition_failed) {
-        lg.error("upstream {}: enabling retry failed: {}", r.rest_id, wr.error().message);
-        co_return;
-      }
-    }
+    if (r.durable_sent || !r.upstream) co_return;
+    auto p = co_await r.upstream->persist();
+    if (p.ok()) r.durable_sent = true;
+    else lg.error("exploder: storing an upstream for store&forward failed: {}", p.error().message);
   }
 
   ExploderParams p_;
@@ -173,10 +136,8 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
   // 1. cancel
   if (d.cancelled) {
     for (auto& r : st.rcpts) {
-      if (r.rest_id.empty() || r.data || r.cancel_sent) continue;
-      TxWrite w;
-      w.cancel = true;
-      (void)co_await write(r.rest_id, std::nullopt, std::move(w));
+      if (!r.upstream || r.data || r.cancel_sent) continue;
+      r.upstream->cancel();
       r.cancel_sent = true;
     }
     co_return chain::FilterResult{};
@@ -196,35 +157,27 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
     if (tx.sender->tag) tag = *tx.sender->tag;
     auto es = out_.config().resolve(*tx.sender->name, tag);
     if (!es.ok()) co_return Error(Errc::internal, "exploder: sender: " + es.error().message);
-    const bool with_body = body_done && call.env;
-    OutputService::NewTx n = OutputService::copy_for_rcpt(
-        tx, i, es->upstream_sender, es->upstream_tag, with_body ? &call.env->rest_id : nullptr);
-    r.body_sent = with_body;
-    auto created = co_await out_.create(std::move(n));
-    if (!created.ok()) {
-      lg.error("exploder: upstream create for rcpt {} failed: {}", i, created.error().message);
+    if (!call.env) co_return Error(Errc::internal, "exploder: no transaction environment");
+    OutputService::NewTx n = OutputService::copy_for_rcpt(tx, i, es->upstream_sender, es->upstream_tag);
+    auto started = out_.start_upstream(std::move(n), *call.env);
+    if (!started.ok()) {
+      lg.error("exploder: upstream for rcpt {} failed: {}", i, started.error().message);
       r.t_mail = Response(250, "ok (exploder no-op, rcpt will fail)");
       r.t_rcpt = Response(451, "4.5.3 too many recipients / upstream unavailable (exploder)");
       r.body_sent = true;
     } else {
-      r.rest_id = created->rec.rest_id;
-      r.version = created->rec.version;
-      lg.info("exploder rcpt {} -> upstream {}", i, r.rest_id);
+      r.upstream = std::move(*started);
+      lg.info("exploder rcpt {} -> upstream (in memory)", i);
     }
     st.rcpts.push_back(std::move(r));
   }
   for (auto& r : st.rcpts) {
-    if (r.rest_id.empty()) continue;
-    if (body_done && !r.body_sent && call.env) {
-      TxWrite w;
-      w.reuse_body_of = call.env->rest_id;
-      auto wr = co_await write(r.rest_id, std::nullopt, std::move(w));
-      if (!wr.ok()) lg.error("exploder: body to upstream {}: {}", r.rest_id, wr.error().message);
-      else r.body_sent = true;
+    if (!r.upstream) continue;
+    if (body_done && !r.body_sent && call.env && call.env->body) {
+      r.upstream->push_body(*call.env->body);
+      r.body_sent = true;
     } else if (noop && !r.data) {
-      TxWrite w;  // pass the downstream heartbeat on
-      w.ping = true;
-      (void)co_await write(r.rest_id, std::nullopt, std::move(w));
+      r.upstream->ping();  // pass the downstream heartbeat on
     }
   }
 
@@ -232,19 +185,16 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
   const auto deadline = Clock::now() + (body_done ? p_.data_timeout : p_.rcpt_timeout);
   for (auto& r : st.rcpts) post_process(r, body_done);
   for (auto& r : st.rcpts) {
-    // Re-read unless this process's last write of the upstream is the
-    // version already seen (the VersionCache knows every write made here).
-    const auto seen = r.rest_id.empty() ? std::nullopt : out_.cache().version(r.rest_id);
-    if (!r.rest_id.empty() && pending(r) && !(seen && *seen == r.version)) {
-      co_await refresh(r);
+    if (r.upstream && pending(r)) {
+      refresh(r);
       post_process(r, body_done);
     }
     while (pending(r)) {
       auto left = deadline - Clock::now();
       if (left <= Clock::duration::zero()) break;
       auto slice = std::min<Clock::duration>(left, std::chrono::seconds(1));
-      (void)co_await out_.cache().wait_for_change(r.rest_id, r.version, slice);
-      co_await refresh(r);
+      co_await r.upstream->wait_for_change(r.version, slice);
+      refresh(r);
       post_process(r, body_done);
     }
     if (pending(r)) {

@@ -5,11 +5,13 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
+#include <deque>
 #include <atomic>
 #include <exception>
 
 #include <fmt/core.h>
 
+#include "common/async/notifier.hpp"
 #include "common/base/ids.hpp"
 #include "common/base/log.hpp"
 #include "common/base/metrics.hpp"
@@ -30,6 +32,7 @@ metrics::Metric m_final_success("koukan_output_final_total", "attempts ending wi
                                 "counter", R"(result="success")");
 metrics::Metric m_final_fail("koukan_output_final_total", "attempts ending with a final reason",
                              "counter", R"(result="failure")");
+metrics::Metric m_upstreams("koukan_exploder_upstreams", "Exploder upstreams run in memory (alive)", "gauge");
 metrics::Metric m_retries("koukan_output_retries_scheduled_total", "attempts ending with a retry",
                           "counter");
 
@@ -453,6 +456,72 @@ Task<void> run_notification_only(Attempt& a) {
   }
 }
 
+// The end of an attempt (router.md §8.3-§8.8): the final reason or the next
+// retry, a DSN for a final failure, the responses written and the lease
+// released, then a last `cancelled` pass so the chain's upstream side lets
+// go. `failure`: the attempt broke (bug_retry).
+Task<void> finalize_attempt(Attempt& a, TransactionMetadata head, AttemptOutcome outcome,
+                            std::optional<Error> failure) {
+  TxWrite fw;
+  fw.release_lease = true;
+  const bool has_retry = [&] {
+    auto tx = tx_from_json(a.rec.json, View::Db);
+    return tx.ok() && tx->retry.has_value();
+  }();
+  const double bug_retry = a.oh && a.oh->retry_params ? a.oh->retry_params->bug_retry : 3600;
+  if (failure) {
+    a.lg.error("attempt {} failed: {}", a.attempt_id, failure->message);
+    fill_unanswered(head, kUnpopulated);
+    fw.retry_after = std::chrono::seconds(static_cast<std::int64_t>(bug_retry));
+  } else {
+    if (fill_unanswered(head, kUnpopulated))
+      a.lg.warn("chain left requests unanswered; filled with 450");
+    if (!outcome.final_reason.empty()) {
+      fw.final_attempt_reason = outcome.final_reason;
+    } else if (outcome.needs_retry_decision || !outcome.done) {
+      if (has_retry) {
+        RetryParams rp = a.oh && a.oh->retry_params ? *a.oh->retry_params : RetryParams{};
+        auto dec = next_attempt(rp, static_cast<int>(a.attempt_id), a.rec.creation, a.db_now(), a.s->d.jitter);
+        if (dec.retry) {
+          fw.retry_after = std::chrono::seconds(dec.delay);
+          m_retries.inc();
+          a.lg.info("attempt {} temporary failure; retry in {}s", a.attempt_id, dec.delay);
+        } else {
+          fw.final_attempt_reason = std::string(dec.final_reason);
+        }
+      } else if (!a.rec.final_attempt_reason) {
+        fw.final_attempt_reason = std::string(kOneshotReason);
+      }
+    }
+    const bool final = fw.final_attempt_reason && *fw.final_attempt_reason != kOneshotReason;
+    if (final) {
+      (outcome.final_reason == "upstream response success" ? m_final_success : m_final_fail).inc();
+      auto n = co_await a.notify(head, true);
+      if (n.ok()) {
+        fw.notification_done = *n;
+      } else {
+        a.lg.error("DSN injection failed: {}; attempt retried later", n.error().message);
+        fw.final_attempt_reason.reset();
+        fw.retry_after = std::chrono::seconds(static_cast<std::int64_t>(bug_retry));
+      }
+    }
+  }
+  auto w = co_await a.write_responses(head, fw, true);
+  if (!w.ok()) a.lg.error("final write failed: {}", w.error().message);
+  else
+    a.lg.info("attempt {} done: {}", a.attempt_id,
+              fw.final_attempt_reason ? *fw.final_attempt_reason : std::string("retry scheduled"));
+
+  // Let the upstream side (rest_output, exploder) release its resources.
+  if (!a.chain->tx().cancelled) {
+    TransactionMetadata cancel;
+    cancel.cancelled = true;
+    auto r = co_await a.chain->update(std::move(cancel));
+    if (!r.ok()) a.lg.debug("final cancel pass: {}", r.error().message);
+  }
+}
+
+
 Task<void> run_attempt_rounds(Attempt& a) {
   const RouterConfig& cfg = a.cfg();
   auto& cache = *a.s->d.cache;
@@ -552,65 +621,7 @@ Task<void> run_attempt_rounds(Attempt& a) {
     }
   }
 
-  // ---- finalize ----
-  TransactionMetadata head = a.chain->tx();
-  TxWrite fw;
-  fw.release_lease = true;
-  const bool has_retry = [&] {
-    auto tx = tx_from_json(a.rec.json, View::Db);
-    return tx.ok() && tx->retry.has_value();
-  }();
-  const double bug_retry = a.oh && a.oh->retry_params ? a.oh->retry_params->bug_retry : 3600;
-  if (failure) {
-    a.lg.error("attempt {} failed: {}", a.attempt_id, failure->message);
-    fill_unanswered(head, kUnpopulated);
-    fw.retry_after = std::chrono::seconds(static_cast<std::int64_t>(bug_retry));
-  } else {
-    if (fill_unanswered(head, kUnpopulated))
-      a.lg.warn("chain left requests unanswered; filled with 450");
-    if (!outcome.final_reason.empty()) {
-      fw.final_attempt_reason = outcome.final_reason;
-    } else if (outcome.needs_retry_decision || !outcome.done) {
-      if (has_retry) {
-        RetryParams rp = a.oh && a.oh->retry_params ? *a.oh->retry_params : RetryParams{};
-        auto dec = next_attempt(rp, static_cast<int>(a.attempt_id), a.rec.creation, a.db_now(), a.s->d.jitter);
-        if (dec.retry) {
-          fw.retry_after = std::chrono::seconds(dec.delay);
-          m_retries.inc();
-          a.lg.info("attempt {} temporary failure; retry in {}s", a.attempt_id, dec.delay);
-        } else {
-          fw.final_attempt_reason = std::string(dec.final_reason);
-        }
-      } else if (!a.rec.final_attempt_reason) {
-        fw.final_attempt_reason = std::string(kOneshotReason);
-      }
-    }
-    const bool final = fw.final_attempt_reason && *fw.final_attempt_reason != kOneshotReason;
-    if (final) {
-      (outcome.final_reason == "upstream response success" ? m_final_success : m_final_fail).inc();
-      auto n = co_await a.notify(head, true);
-      if (n.ok()) {
-        fw.notification_done = *n;
-      } else {
-        a.lg.error("DSN injection failed: {}; attempt retried later", n.error().message);
-        fw.final_attempt_reason.reset();
-        fw.retry_after = std::chrono::seconds(static_cast<std::int64_t>(bug_retry));
-      }
-    }
-  }
-  auto w = co_await a.write_responses(head, fw, true);
-  if (!w.ok()) a.lg.error("final write failed: {}", w.error().message);
-  else
-    a.lg.info("attempt {} done: {}", a.attempt_id,
-              fw.final_attempt_reason ? *fw.final_attempt_reason : std::string("retry scheduled"));
-
-  // Let the upstream side (rest_output, exploder) release its resources.
-  if (!a.chain->tx().cancelled) {
-    TransactionMetadata cancel;
-    cancel.cancelled = true;
-    auto r = co_await a.chain->update(std::move(cancel));
-    if (!r.ok()) a.lg.debug("final cancel pass: {}", r.error().message);
-  }
+  co_await finalize_attempt(a, a.chain->tx(), outcome, failure);
 }
 
 Task<Result<std::string>> read_blob_task(std::shared_ptr<OutputService::Impl> s, std::int64_t blob,
@@ -655,6 +666,146 @@ Task<void> run_attempt(std::shared_ptr<OutputService::Impl> s, TxRecord rec, std
   a.chain = std::make_unique<chain::ChainInstance>(a.tmpl, &a.env);
   co_await run_attempt_rounds(a);
 }
+
+// ---- in-memory Exploder upstreams --------------------------------------------------
+
+class MemUpstream final : public OutputService::Upstream, public std::enable_shared_from_this<MemUpstream> {
+ public:
+  MemUpstream(std::shared_ptr<OutputService::Impl> s, TransactionMetadata stored, std::string body_of,
+              std::shared_ptr<const chain::ChainTemplate> tmpl, const chain::TxEnv& down_env)
+      : s_(std::move(s)), stored_(std::move(stored)), body_of_(std::move(body_of)) {
+    env_.rest_id = down_env.rest_id;  // for logs, and add_route's body reuse
+    env_.read_blob = down_env.read_blob;
+    chain_ = std::make_unique<chain::ChainInstance>(std::move(tmpl), &env_);
+    lg_ = log::Logger("tx=" + down_env.rest_id + " upstream " + (stored_.rcpt_to.empty() ? std::string("?") : stored_.rcpt_to[0].mailbox));
+    m_upstreams.inc();
+  }
+  ~MemUpstream() override { m_upstreams.dec(); }
+
+  void start() {
+    // The stored view's envelope without the fields the output handler keeps
+    // to itself (downstream_view()).
+    TransactionMetadata first = stored_;
+    first.retry.reset();
+    first.notification.reset();
+    push(std::move(first));
+  }
+
+  void push_body(const chain::BlobInfo& body) override {
+    env_.body = body;
+    TransactionMetadata d;
+    BodyStatus bs;
+    bs.blob_status = BlobStatus{"body", body.finalized};
+    d.body = std::move(bs);
+    push(std::move(d));
+  }
+  void ping() override {
+    if (!running_ && queue_.empty() && !rec_) push(TransactionMetadata{});
+  }
+  void cancel() override {
+    if (rec_ || cancel_pushed_) return;
+    cancel_pushed_ = true;
+    TransactionMetadata d;
+    d.cancelled = true;
+    push(std::move(d));
+  }
+  TransactionMetadata view() const override {
+    TransactionMetadata v = chain_ ? chain_->tx() : last_view_;
+    if (failure_) fill_unanswered(v, kUnpopulated);
+    return v;
+  }
+  std::int64_t version() const override { return version_; }
+  Task<void> wait_for_change(std::int64_t known, Clock::duration d) override {
+    if (version_ != known) co_return;
+    co_await changed_.wait_until(Clock::now() + d);
+  }
+  bool persisted() const override { return rec_.has_value(); }
+
+  Task<Result<void>> persist() override {
+    if (rec_) co_return Result<void>();
+    if (persisting_) co_return Error(Errc::conflict, "upstream is being stored");
+    persisting_ = true;
+    const RouterConfig& cfg = *s_->d.config;
+    TransactionMetadata t = stored_;
+    t.retry = json::object();
+    if (!(t.mail_from && t.mail_from->mailbox.empty())) t.notification = json::object();
+    CreateSpec spec;
+    spec.rest_id = random_rest_id(static_cast<std::size_t>(cfg.global.rest_id_entropy));
+    spec.json = tx_to_json(t, View::Db);
+    spec.blobs.push_back(BlobSpec::reuse_of(std::string(kBodyBlobName), body_of_, std::string(kBodyBlobName)));
+    spec.leased = true;
+    spec.start_attempt = true;
+    auto* st = s_->d.storage;
+    auto f = [st, spec = std::move(spec)]() { return st->create(spec); };
+    auto created = co_await offload(*s_->d.pool, std::move(f));
+    persisting_ = false;
+    if (!created.ok()) co_return created.error();
+    rec_ = std::move(*created);
+    m_attempts.inc();
+    lg_.info("stored as {} for store&forward: retry and notification on", rec_->rest_id);
+    if (!running_) spawn(s_->d.executor, finish(shared_from_this()), "upstream finish");
+    co_return Result<void>();
+  }
+
+ private:
+  void push(TransactionMetadata d) {
+    queue_.push_back(std::move(d));
+    if (running_) return;
+    running_ = true;
+    spawn(s_->d.executor, drive(shared_from_this()), "upstream pass");
+  }
+
+  // Runs the queued passes in order; a stored upstream's attempt ends after.
+  static Task<void> drive(std::shared_ptr<MemUpstream> self) {
+    while (!self->queue_.empty() && self->chain_) {
+      TransactionMetadata d = std::move(self->queue_.front());
+      self->queue_.pop_front();
+      auto r = co_await self->chain_->update(std::move(d));
+      if (!r.ok() && !self->failure_) {
+        self->lg_.error("chain pass failed: {}", r.error().message);
+        self->failure_ = r.error();
+      }
+      ++self->version_;
+      self->changed_.notify_all();
+    }
+    self->running_ = false;
+    if (self->rec_ && self->chain_) co_await finish(self);
+  }
+
+  // The stored upstream's first attempt ends with what the run got.
+  static Task<void> finish(std::shared_ptr<MemUpstream> self) {
+    if (!self->chain_ || self->running_) co_return;
+    Attempt a;
+    a.s = self->s_;
+    a.rec = *self->rec_;
+    a.attempt_id = std::max<std::int64_t>(1, a.rec.attempt_count);
+    a.lg = log::Logger("tx=" + a.rec.rest_id);
+    if (auto r = a.resolve_chain(); !r.ok()) a.lg.error("{}", r.error().message);
+    a.env = self->env_;
+    a.env.rest_id = a.rec.rest_id;
+    self->last_view_ = self->chain_->tx();
+    TransactionMetadata head = self->view();
+    a.chain = std::move(self->chain_);  // its env pointer stays self->env_ (alive: self)
+    const AttemptOutcome outcome = decide_outcome(head, false);
+    co_await finalize_attempt(a, std::move(head), outcome, self->failure_);
+  }
+
+  std::shared_ptr<OutputService::Impl> s_;
+  TransactionMetadata stored_;  // what a stored copy would hold (sender, envelope)
+  std::string body_of_;         // the downstream tx, whose body a stored copy reuses
+  chain::TxEnv env_;
+  std::unique_ptr<chain::ChainInstance> chain_;
+  TransactionMetadata last_view_;  // after the chain moved to the stored attempt
+  std::deque<TransactionMetadata> queue_;
+  bool running_ = false;
+  bool cancel_pushed_ = false;
+  bool persisting_ = false;
+  std::int64_t version_ = 0;
+  std::optional<Error> failure_;
+  std::optional<TxRecord> rec_;
+  Notifier changed_;
+  log::Logger lg_;
+};
 
 }  // namespace
 
@@ -773,6 +924,24 @@ Task<Result<OutputService::Created>> OutputService::create(NewTx n) {
   if (start) start_new(std::move(*rec));
   else wake();
   co_return c;
+}
+
+Result<std::shared_ptr<OutputService::Upstream>> OutputService::start_upstream(NewTx n, const chain::TxEnv& env) {
+  const RouterConfig& cfg = *impl_->d.config;
+  std::optional<std::string_view> tag;
+  if (n.tag) tag = *n.tag;
+  auto es = cfg.resolve(n.sender, tag);
+  if (!es.ok()) return es.error();
+  auto it = impl_->d.chains->find(es->output_chain);
+  if (it == impl_->d.chains->end())
+    return Error(Errc::unavailable, fmt::format("sender {}: no output chain '{}'", n.sender, es->output_chain));
+  Sender snd;
+  snd.name = n.sender;
+  snd.tag = n.tag;
+  n.tx.sender = snd;
+  auto up = std::make_shared<MemUpstream>(impl_, std::move(n.tx), env.rest_id, it->second, env);
+  up->start();
+  return std::shared_ptr<Upstream>(std::move(up));
 }
 
 }  // namespace koukan::router

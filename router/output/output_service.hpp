@@ -109,6 +109,36 @@ class OutputService {
                              std::optional<std::string> tag,
                              const std::string* body_of = nullptr);
 
+  // An Exploder upstream run in memory (ours; docs/compat.md): the chain of
+  // the upstream sender/tag for one recipient, fed in order by the Exploder,
+  // with no stored transaction of its own. persist() (store&forward) stores
+  // it as a leased transaction with retry and notification on; the run then
+  // finishes that transaction's first attempt (final reason or retry time,
+  // DSN), and later attempts are ordinary stored ones. I/O thread only.
+  class Upstream {
+   public:
+    virtual ~Upstream() = default;
+    // The next pass: the finalized body (`body`: the downstream's blob).
+    virtual void push_body(const chain::BlobInfo& body) = 0;
+    // A heartbeat pass, if nothing is running or queued.
+    virtual void ping() = 0;
+    // Cancel (not after persist(): a stored upstream finishes on its own).
+    virtual void cancel() = 0;
+    // Everything sent so far and the responses (requests a failed pass left
+    // unanswered show the 450 an attempt would have written).
+    virtual TransactionMetadata view() const = 0;
+    // +1 after every finished pass.
+    virtual std::int64_t version() const = 0;
+    // Until version() != known or `d` passed.
+    virtual Task<void> wait_for_change(std::int64_t known, std::chrono::steady_clock::duration d) = 0;
+    // Stores it (once; later calls: no-op). Returns after the commit.
+    virtual Task<Result<void>> persist() = 0;
+    virtual bool persisted() const = 0;
+  };
+  // Starts the upstream of `n` (sender, tag, envelope; n.blobs ignored) for
+  // the downstream transaction of `env` (its id and body blob are used).
+  Result<std::shared_ptr<Upstream>> start_upstream(NewTx n, const chain::TxEnv& env);
+
   // Implementation state, shared with running attempts (public only so the
   // attempt code in output_service.cpp can name it).
   struct Impl;

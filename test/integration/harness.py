@@ -205,6 +205,18 @@ class Router:
         finally:
             db.close()
 
+    def stored_transactions(self):
+        """Every stored transaction as (rest_id, json dict,
+        final_attempt_reason), straight from the SQLite file."""
+        import sqlite3
+        assert self.storage_url.startswith("sqlite://")
+        db = sqlite3.connect(self.storage_url[len("sqlite://"):])
+        try:
+            rows = db.execute("SELECT rest_id, json, final_attempt_reason FROM Transactions ORDER BY id").fetchall()
+            return [(r[0], json.loads(r[1]), r[2]) for r in rows]
+        finally:
+            db.close()
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 

@@ -99,6 +99,36 @@ class ExploderTableTest(unittest.TestCase):
         self.assertEqual(self.delivered_to("datatemp@x.example"), [],
                          "ingress: a temp DATA answered verbatim is not stored and forwarded")
 
+    # --- ours: upstreams are stored only for store&forward (docs/compat.md) --
+    def upstreams_of(self, rcpt):
+        return [(rid, j, reason) for rid, j, reason in self.router.stored_transactions()
+                if j.get("rcpt_to") == [{"m": rcpt}] and j.get("sender", {}).get("tag") == "msa-upstream"]
+
+    def test_upstreams_are_stored_only_for_store_and_forward(self):
+        before = len(self.router.stored_transactions())
+        self.check("msa", "direct@st.example", [(250, 250, 250)], 250, 250, "rcpt 250", "data 250")
+        # Delivered by the in-memory upstream: only the downstream tx is stored.
+        self.assertEqual(len(self.router.stored_transactions()), before + 1)
+        self.assertEqual(self.upstreams_of("direct@st.example"), [])
+        self.assertEqual(len(self.delivered_to("direct@st.example")), 1)
+
+        # A temp DATA failure: store&forward stores the upstream (retry and
+        # notification on) before the 250, and its retry delivers.
+        self.check("msa", "stored@st.example", [(250, 250, 450), (250, 250, 250)], 250, 250,
+                   None, SF_DATA)
+        ups = self.upstreams_of("stored@st.example")
+        self.assertEqual(len(ups), 1, self.router.stored_transactions())
+        rid, j, _ = ups[0]
+        self.assertIn("retry", j)
+        self.assertIn("notification", j)
+        self.assertEqual(len(self.router.stored_transactions()), before + 3)
+        self.assertTrue(self.recv.wait_for(lambda rv: len(self.delivered_to("stored@st.example")) == 1, 40),
+                        self.router.read_log())
+        deadline = time.time() + 20
+        while time.time() < deadline and self.upstreams_of("stored@st.example")[0][2] is None:
+            time.sleep(0.1)
+        self.assertEqual(self.upstreams_of("stored@st.example")[0][2], "upstream response success")
+
     # --- several recipients ---------------------------------------------------
     def test_same_major_code_is_reported_once(self):
         for tag in ("msa", "mx"):
