@@ -17,6 +17,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 const char* kTimeoutMsg = "upstream timeout (AsyncFilterWrapper)";
+const char* kStoreFailedMsg = "4.3.0 store&forward failed: could not store the upstream (exploder)";
 
 struct ExploderParams {
   bool msa = false;
@@ -40,6 +41,7 @@ struct Recipient {
   // Post-processed view: what the Exploder reports.
   std::optional<Response> mail, rcpt, data;
   bool upgraded = false;  // a store&forward 250 was given
+  bool store_failed = false;  // storing it for store&forward failed: no 250
   bool rcpt_reported = false;
 };
 
@@ -89,7 +91,11 @@ class Exploder final : public chain::Filter {
         r.upgraded = true;
       }
       if (!body_done && r.data && r.data->temp()) r.data.reset();
-      if (body_done && r.body_sent && (r.upgraded || (r.data && r.data->temp()))) {
+      if (r.store_failed) {
+        // Not stored: a store&forward 250 would promise a delivery nobody
+        // retries. The client tries again later.
+        if (body_done && r.body_sent && !(r.data && r.data->ok())) r.data = Response(451, kStoreFailedMsg);
+      } else if (body_done && r.body_sent && (r.upgraded || (r.data && r.data->temp()))) {
         if (!(r.data && r.data->ok())) {
           r.data = Response(250, "DATA ok (AsyncFilterWrapper store&forward)");
           r.upgraded = true;
@@ -119,8 +125,12 @@ class Exploder final : public chain::Filter {
   Task<void> make_durable(Recipient& r, const log::Logger& lg) const {
     if (r.durable_sent || !r.upstream) co_return;
     auto p = co_await r.upstream->persist();
-    if (p.ok()) r.durable_sent = true;
-    else lg.error("exploder: storing an upstream for store&forward failed: {}", p.error().message);
+    if (p.ok()) {
+      r.durable_sent = true;
+    } else {
+      r.store_failed = true;
+      lg.error("exploder: storing an upstream for store&forward failed: {}", p.error().message);
+    }
   }
 
   ExploderParams p_;
@@ -214,6 +224,8 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
   if (p_.msa && body_done) {
     for (auto& r : st.rcpts)
       if (r.upgraded && !(r.up.data_response && r.up.data_response->ok())) co_await make_durable(r, lg);
+    for (auto& r : st.rcpts)
+      if (r.store_failed) post_process(r, body_done);
   }
 
   // 6.-9. DATA
@@ -249,11 +261,14 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
     co_return chain::FilterResult{};
   }
   // 9. store&forward
+  bool stored = true;
   for (auto& r : st.rcpts) {
-    if (r.rcpt && r.rcpt->ok() && !(r.data && r.data->ok()) && !(r.up.data_response && r.up.data_response->ok()))
+    if (r.rcpt && r.rcpt->ok() && !(r.data && r.data->ok()) && !(r.up.data_response && r.up.data_response->ok())) {
       co_await make_durable(r, lg);
+      stored = stored && !r.store_failed;
+    }
   }
-  tx.data_response = Response(250, "DATA ok (Exploder store&forward)");
+  tx.data_response = stored ? Response(250, "DATA ok (Exploder store&forward)") : Response(451, kStoreFailedMsg);
   co_return chain::FilterResult{};
 }
 

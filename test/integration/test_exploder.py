@@ -102,7 +102,8 @@ class ExploderTableTest(unittest.TestCase):
     # --- ours: upstreams are stored only for store&forward (docs/compat.md) --
     def upstreams_of(self, rcpt):
         return [(rid, j, reason) for rid, j, reason in self.router.stored_transactions()
-                if j.get("rcpt_to") == [{"m": rcpt}] and j.get("sender", {}).get("tag") == "msa-upstream"]
+                if j.get("rcpt_to") == [{"m": rcpt}] and j.get("sender", {}).get("tag") != "msa"
+                and j.get("sender", {}).get("tag") != "mx"]
 
     def test_upstreams_are_stored_only_for_store_and_forward(self):
         before = len(self.router.stored_transactions())
@@ -128,6 +129,26 @@ class ExploderTableTest(unittest.TestCase):
         while time.time() < deadline and self.upstreams_of("stored@st.example")[0][2] is None:
             time.sleep(0.1)
         self.assertEqual(self.upstreams_of("stored@st.example")[0][2], "upstream response success")
+
+    def test_cancel_reaches_the_in_memory_upstream(self):
+        # The upstream never answers the RCPT; a cancel of the downstream
+        # transaction is passed on: the receiver's transaction is cancelled
+        # and nothing is stored for the upstream.
+        rcpt = "stuck@cancel.example"
+        self.script(rcpt, (250, None, None))
+        r = self.router.create({"mail_from": {"m": "alice@example.com"},
+                                "rcpt_to": [{"m": rcpt}], "sender": {"tag": "mx"}}, sender="smtp")
+        self.assertEqual(r.status, 201, r)
+        path = harness.path_of(r.header("location"))
+        self.assertTrue(self.recv.wait_for(lambda rv: any(
+            t.create.get("rcpt_to") == [{"m": rcpt}] for t in rv.txs.values()), 10))
+        self.assertEqual(self.router.request("POST", path + "/cancel").status, 200)
+        self.assertTrue(self.recv.wait_for(lambda rv: any(
+            t.cancelled for t in rv.txs.values() if t.create.get("rcpt_to") == [{"m": rcpt}]), 20),
+            self.router.read_log())
+        self.assertEqual(self.upstreams_of(rcpt), [])
+        tx = poll(self.router, path, lambda t: t.get("cancelled"))
+        self.assertTrue(tx["cancelled"])
 
     # --- several recipients ---------------------------------------------------
     def test_same_major_code_is_reported_once(self):
