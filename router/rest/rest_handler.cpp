@@ -391,21 +391,12 @@ struct RestHandler::Impl {
       if (req.content_length.value_or(0) != 0 || req.chunked)
         co_return http::error_response(Errc::bad_request, "x-finalize-blob-length with non-empty PUT");
     }
-    auto rec = co_await load(id);
-    if (!rec.ok()) {
-      if (rec.error().code == Errc::not_found) co_return http::error_response(Errc::not_found, "unknown transaction");
-      co_return http::error_response(rec.error());
-    }
-    if (auto redir = redirect_if_remote(*rec, req)) co_return *redir;
-
+    // No read first: the append checks, in its own DB transaction, that the
+    // transaction exists (404), who holds it (308 to the owner), the blob
+    // (404 unknown blob; the body is created by the first PUT at 0) and a
+    // message-builder body (409).
     const std::string name = blob ? *blob : std::string(kBodyBlobName);
-    const bool exists = rec->find_blob(name) != nullptr;
-    if (!blob && rec->message_builder)
-      co_return http::error_response(Errc::conflict, "transaction body is a message_builder spec: PUT its blobs");
-    if (!exists && (blob || (range && range->first != 0) || (finalize_len && *finalize_len != 0)))
-      co_return http::error_response(Errc::not_found, "unknown blob");
-    // Incremental transactions: the first body PUT creates the body.
-    const bool create_body = !exists;
+    const bool create_body = !blob;
 
     // One piece = one DB transaction; a failed piece answers for the request
     // after the earlier pieces were committed (rest-api.md §8.2).

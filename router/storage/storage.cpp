@@ -504,7 +504,7 @@ class SqlStorage final : public Storage {
         const bool may_create = req.create_body_if_absent && req.blob_name == kBodyBlobName &&
                                 req.offset == 0;
         if (!may_create) fail(Errc::not_found, "unknown blob");
-        if (has_mb) fail(Errc::bad_request, "transaction body is a message builder");
+        if (has_mb) fail(Errc::conflict, "transaction body is a message_builder spec: PUT its blobs");
         add_blob(x, tx_id, req.tx_rest_id, BlobSpec::create(std::string(kBodyBlobName)));
         body_created = true;
         br = x.c.query(

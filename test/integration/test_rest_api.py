@@ -101,7 +101,10 @@ class RestApiTest(unittest.TestCase):
         # unknown blob
         self.assertJsonError(request("PUT", self.session + path + "/blob/nope", b"x"), 404)
         # body PUT on a message-builder transaction
-        self.assertEqual(request("PUT", self.session + path + "/body", b"x").status // 100, 4)
+        self.assertJsonError(request("PUT", self.session + path + "/body", b"x"), 409)
+        # unknown transaction
+        self.assertJsonError(request("PUT", self.session + "/transactions/doesnotexist/body", b"x"), 404)
+        self.assertJsonError(request("PUT", self.session + "/transactions/doesnotexist/blob/b", b"x"), 404)
         # reuse the uploaded blob in a new message-builder transaction
         resp2 = self.create({
             "mail_from": {"m": "alice@example.com"}, "rcpt_to": [{"m": "bob@example.com"}],
