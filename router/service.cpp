@@ -194,6 +194,9 @@ int run_router(const std::string& config_path, Mode mode) {
     ro.output.unreserve = [&output]() { output.unreserve(); };
     ro.output.start = [&output](const TxRecord& rec) { output.start_new(rec); };
     ro.output.queued = [&output]() { output.wake(); };
+    ro.output.immediate_responses = [&output](const std::string& chain, const TransactionMetadata& tx) {
+      return output.immediate_responses(chain, tx);
+    };
   }
   RestHandler rest(*cfg, storage, pool, cache, ro);
 

@@ -154,7 +154,7 @@ Task<Result<chain::FilterResult>> Exploder::on_update(chain::FilterCall& call) c
   }
 
   // 2. MAIL is accepted at once.
-  if (d.mail_from && !tx.mail_response) tx.mail_response = Response(250, "MAIL ok (exploder noop)");
+  if (d.mail_from && !tx.mail_response) tx.mail_response = Response(250, kExploderMailOk);
 
   const bool body_done = body_finalized(tx);
   const bool noop = d.empty();

@@ -16,6 +16,7 @@
 #include "common/base/log.hpp"
 #include "common/base/metrics.hpp"
 #include "router/output/dsn.hpp"
+#include "router/output/exploder.hpp"
 #include "router/storage/version_cache.hpp"
 
 namespace koukan::router {
@@ -660,6 +661,9 @@ Task<void> run_attempt(std::shared_ptr<OutputService::Impl> s, TxRecord rec, std
     co_return;
   }
   a.lg.info("attempt {} chain={}", attempt_id, a.tmpl->name());
+  // Responses stored with the attempt (at create: the Exploder's MAIL
+  // answer) are not written again.
+  if (a.rec.attempt_responses) a.written_responses = *a.rec.attempt_responses;
   a.env.read_blob = [s](std::int64_t blob, std::int64_t off, std::size_t max) {
     return read_blob_task(s, blob, off, max);
   };
@@ -924,6 +928,18 @@ Task<Result<OutputService::Created>> OutputService::create(NewTx n) {
   if (start) start_new(std::move(*rec));
   else wake();
   co_return c;
+}
+
+std::optional<json::object> OutputService::immediate_responses(const std::string& output_chain,
+                                                              const TransactionMetadata& tx) const {
+  if (!tx.mail_from) return std::nullopt;
+  auto it = impl_->d.chains->find(output_chain);
+  if (it == impl_->d.chains->end() || it->second->links().empty() ||
+      it->second->links().front().filter != "exploder")
+    return std::nullopt;
+  TransactionMetadata r;
+  r.mail_response = Response(250, kExploderMailOk);
+  return tx_to_json(r, View::DbAttempt);
 }
 
 Result<std::shared_ptr<OutputService::Upstream>> OutputService::start_upstream(NewTx n, const chain::TxEnv& env) {

@@ -135,6 +135,11 @@ class OutputService {
     virtual Task<Result<void>> persist() = 0;
     virtual bool persisted() const = 0;
   };
+  // The responses the chain of `output_chain` gives `tx` at once, before any
+  // I/O: the Exploder's MAIL answer when the chain starts with `exploder`
+  // (RestOptions::OutputHooks::immediate_responses).
+  std::optional<boost::json::object> immediate_responses(const std::string& output_chain,
+                                                         const TransactionMetadata& tx) const;
   // Starts the upstream of `n` (sender, tag, envelope; n.blobs ignored) for
   // the downstream transaction of `env` (its id and body blob are used).
   Result<std::shared_ptr<Upstream>> start_upstream(NewTx n, const chain::TxEnv& env);

@@ -156,6 +156,16 @@ struct RestHandler::Impl {
     co_return std::move(*now);
   }
 
+  // Does the record answer MAIL and every recipient?
+  bool answered(const TxRecord& rec) const {
+    auto v = read_view(rec);
+    if (!v.ok() || (v->mail_from && !v->mail_response)) return false;
+    if (v->rcpt_response.size() < v->rcpt_to.size()) return false;
+    for (const auto& r : v->rcpt_response)
+      if (!r) return false;
+    return true;
+  }
+
   Task<Result<TxRecord>> load(std::string id) {
     auto f = [this, id]() { return storage.load(id); };
     co_return co_await offload_read(pool, std::move(f));
@@ -219,6 +229,8 @@ struct RestHandler::Impl {
     const bool reserved = hooks && o.output.reserve();
     spec.leased = reserved || !hooks;
     spec.start_attempt = reserved;  // the output side runs it at once
+    if (reserved && o.output.immediate_responses)
+      spec.first_attempt_responses = o.output.immediate_responses(sender->output_chain, tx);
     auto f = [this, spec = std::move(spec)]() { return storage.create(spec); };
     auto rec = co_await offload(pool, std::move(f));
     if (!rec.ok()) {
@@ -232,7 +244,8 @@ struct RestHandler::Impl {
     lg.info("created sender={} tag={} incremental={}", sender_name, tag.value_or(""), incremental);
     // Delivered from here: the first chain pass usually answers MAIL within
     // milliseconds; then the 201 carries it and the client needs no GET.
-    if (reserved) {
+    // (Not when the create already holds every answer it asked for.)
+    if (reserved && !answered(*rec)) {
       if (auto later = co_await first_answer(rec->rest_id, rec->version)) rec = std::move(*later);
     }
     Response r = tx_response(201, *rec);

@@ -4,10 +4,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+
+#include <boost/json/object.hpp>
 
 #include "common/async/task.hpp"
 #include "common/http/types.hpp"
+#include "common/json/transaction.hpp"
 
 namespace koukan::router {
 
@@ -37,6 +41,12 @@ struct RestOptions {
     std::function<void()> unreserve;
     std::function<void(const TxRecord&)> start;
     std::function<void()> queued;
+    // The responses the output chain `output_chain` gives `tx` at once,
+    // before any I/O (the Exploder's MAIL answer): stored with a leased
+    // create as attempt 1's responses, so the 201 carries them at once.
+    std::function<std::optional<boost::json::object>(const std::string& output_chain,
+                                                     const TransactionMetadata& tx)>
+        immediate_responses;
   } output;
 };
 

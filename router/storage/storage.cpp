@@ -254,6 +254,9 @@ class SqlStorage final : public Storage {
       if (spec.leased && spec.start_attempt) {
         const bool oneshot = !spec.final_attempt_reason && !spec.json.contains("retry");
         claim(x, id, me, /*attempt=*/true, oneshot);
+        if (spec.first_attempt_responses)
+          x.c.exec("UPDATE TransactionAttempts SET responses = $1 WHERE transaction_id = $2 AND attempt_id = 1",
+                   {Param::text(json::serialize(*spec.first_attempt_responses)), Param::int64(id)});
       }
       TxRecord rec = load_in(x, spec.rest_id).value();
       x.changes.push_back({spec.rest_id, rec.version});

@@ -136,6 +136,9 @@ struct CreateSpec {
   // no "retry"); the returned record has attempt_count 1. Saves a commit per
   // cut-through transaction.
   bool start_attempt = false;
+  // With start_attempt: the responses of attempt 1 known at once (the
+  // Exploder's MAIL answer), stored in the same commit.
+  std::optional<boost::json::object> first_attempt_responses;
 };
 
 // An optimistic write (router.md §6.2). Fields left unset are unchanged.

@@ -227,7 +227,13 @@ class QuickAnswerTest(unittest.TestCase):
         self.assertEqual(r.status, 201, r)
         self.assertEqual(r.json()["mail_response"],
                          {"code": 250, "message": "MAIL ok (exploder noop)"})
+        # Ours: the Exploder's MAIL answer is stored with the create itself
+        # (version 1, +1 for the attempt it starts), not by a later write of
+        # the output that the create would wait for.
+        self.assertEqual(r.header("etag"), "2")
         path = harness.path_of(r.header("location"))
+        time.sleep(0.3)
+        self.assertEqual(self.router.request("GET", path).header("etag"), "2")
         p = self.router.request("PATCH", path,
                                 b'{"rcpt_to": [{"m": "ok@m.example"}], "rcpt_to_list_offset": 0}',
                                 {"content-type": "application/json",
