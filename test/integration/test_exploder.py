@@ -150,6 +150,26 @@ class ExploderTableTest(unittest.TestCase):
         tx = poll(self.router, path, lambda t: t.get("cancelled"))
         self.assertTrue(tx["cancelled"])
 
+    def test_heartbeats_reach_the_in_memory_upstream(self):
+        # Between RCPT and DATA the downstream attempt's heartbeat passes
+        # (upstream_refresh: 1 s here) reach the upstream: its rest_output
+        # sends heartbeat PATCHes to the receiver, keeping that hop alive.
+        rcpt = "slowclient@hb.example"
+        r = self.router.create({"mail_from": {"m": "alice@example.com"},
+                                "rcpt_to": [{"m": rcpt}], "sender": {"tag": "msa"}}, sender="smtp")
+        self.assertEqual(r.status, 201, r)
+        path = harness.path_of(r.header("location"))
+        poll(self.router, path, lambda t: len(t.get("rcpt_response", [])) == 1)
+
+        def heartbeats(rv):
+            return sum(len(t.patches) for t in rv.txs.values() if t.create.get("rcpt_to") == [{"m": rcpt}])
+        self.assertTrue(self.recv.wait_for(lambda rv: heartbeats(rv) >= 2, 8), self.router.read_log())
+        # The transaction goes on normally afterwards.
+        put = self.router.request("PUT", path + "/body", BODY.encode())
+        self.assertEqual(put.status, 200, put)
+        tx = poll(self.router, path, lambda t: "data_response" in t)
+        self.assertEqual(tx["data_response"]["code"], 250, tx)
+
     # --- several recipients ---------------------------------------------------
     def test_same_major_code_is_reported_once(self):
         for tag in ("msa", "mx"):
