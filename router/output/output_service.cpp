@@ -764,7 +764,12 @@ class MemUpstream final : public OutputService::Upstream, public std::enable_sha
     while (!self->queue_.empty() && self->chain_) {
       TransactionMetadata d = std::move(self->queue_.front());
       self->queue_.pop_front();
-      auto r = co_await self->chain_->update(std::move(d));
+      Result<TransactionMetadata> r = Error(Errc::internal, "chain pass threw");
+      try {
+        r = co_await self->chain_->update(std::move(d));
+      } catch (const std::exception& e) {
+        r = Error(Errc::internal, std::string("chain pass threw: ") + e.what());
+      }
       if (!r.ok() && !self->failure_) {
         self->lg_.error("chain pass failed: {}", r.error().message);
         self->failure_ = r.error();
