@@ -272,22 +272,6 @@ class SqlStorage final : public Storage {
     }, /*single_statement=*/!sqlite_);
   }
 
-  Result<LatestResponses> latest_responses(const std::string& rest_id) override {
-    return run<LatestResponses>(false, [&](Ctx& x) {
-      auto rows = x.c.query(
-          "SELECT t.version, a.responses FROM Transactions t "
-          "LEFT JOIN TransactionAttempts a ON a.transaction_id = t.id AND a.attempt_id = "
-          "(SELECT MAX(attempt_id) FROM TransactionAttempts m WHERE m.transaction_id = t.id) "
-          "WHERE t.rest_id = $1",
-          {Param::text(rest_id)});
-      if (rows.empty()) fail(Errc::not_found, "unknown transaction");
-      LatestResponses out;
-      out.version = rows[0][0].i;
-      if (!rows[0][1].null) out.attempt_responses = parse_object(rows[0][1].s);
-      return out;
-    }, /*single_statement=*/true);
-  }
-
   Result<TxStatus> status(const std::string& rest_id) override {
     const auto me = session_id_.load();
     return run<TxStatus>(false, [&](Ctx& x) {

@@ -97,11 +97,6 @@ struct TxStatus {
   bool input_done = false;
 };
 
-struct LatestResponses {
-  std::int64_t version = 0;
-  std::optional<boost::json::object> attempt_responses;
-};
-
 // How a blob referenced by a new transaction (or a new body) comes to be.
 struct BlobSpec {
   enum class Kind { create, inline_data, reuse };
@@ -280,9 +275,6 @@ class Storage {
   virtual Result<TxRecord> create(const CreateSpec& spec) = 0;
   virtual Result<TxRecord> load(const std::string& rest_id) = 0;
   virtual Result<TxStatus> status(const std::string& rest_id) = 0;
-  // The version and the latest attempt's responses (null: none yet): what a
-  // watcher of an upstream needs, without the rest of load().
-  virtual Result<LatestResponses> latest_responses(const std::string& rest_id) = 0;
   // expected_version nullopt: no precondition (only meaningful for cancel /
   // ping). Checks in order: unknown -> not_found; leased by another live
   // session -> redirect (except a pure cancel, which any replica may write);

@@ -701,30 +701,6 @@ TEST_P(Attempts, StartWriteResponsesAndRelease) {
   EXPECT_FALSE(l2->attempt_responses);  // the new attempt has none yet
 }
 
-TEST_P(Attempts, LatestResponsesFollowTheNewestAttempt) {
-  auto s = open_with_session("http://r0");
-  ASSERT_TRUE(s->create(spec("t", {}, true)).ok());
-  auto none = s->latest_responses("t");
-  ASSERT_TRUE(none.ok()) << none.error().message;
-  EXPECT_EQ(none->version, 1);
-  EXPECT_FALSE(none->attempt_responses);
-  ASSERT_TRUE(s->start_attempt("t", 1, false).ok());
-  TxWrite w;
-  w.attempt_responses = obj(R"({"rcpt_response":[{"code":451,"message":"later"}]})");
-  ASSERT_TRUE(s->write("t", 2, w).ok());
-  auto one = s->latest_responses("t");
-  ASSERT_TRUE(one.ok());
-  EXPECT_EQ(one->version, 3);
-  ASSERT_TRUE(one->attempt_responses);
-  EXPECT_EQ(json::serialize(*one->attempt_responses), R"({"rcpt_response":[{"code":451,"message":"later"}]})");
-  ASSERT_TRUE(s->start_attempt("t", 3, false).ok());
-  auto two = s->latest_responses("t");
-  ASSERT_TRUE(two.ok());
-  EXPECT_EQ(two->version, 4);
-  EXPECT_FALSE(two->attempt_responses);  // attempt 2 has none yet
-  EXPECT_EQ(s->latest_responses("nope").error().code, Errc::not_found);
-}
-
 TEST_P(Attempts, OneshotMarkerAndClear) {
   auto s = open_with_session("http://r0");
   ASSERT_TRUE(s->create(spec("t", {}, true)).ok());
