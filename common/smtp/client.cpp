@@ -20,6 +20,8 @@ namespace {
 constexpr std::size_t kMaxReplyLine = 512;   // text of one reply line, without CRLF
 constexpr std::size_t kMaxReplyLines = 100;  // lines of one reply
 constexpr std::chrono::milliseconds kQuitTimeout{10'000};
+// A last DATA piece up to this size is sent together with the final dot.
+constexpr std::size_t kJoinTerminatorMax = 64 * 1024;
 std::atomic<std::uint64_t> g_client_ids{0};
 
 std::string join(const std::vector<std::string>& lines) {
@@ -366,14 +368,25 @@ struct SmtpClient::Impl {
       std::vector<Response> f = co_await final_replies();
       co_return f;
     }
+    bool end_sent = false;
     if (!piece.empty()) {
       bool changed = stuffer.stuff(piece, scratch);
       std::string_view out = changed ? std::string_view(scratch) : piece;
-      if (!co_await send(out)) co_return finish(*dead);
+      if (last && out.size() <= kJoinTerminatorMax) {
+        // A small last piece goes out with the terminator in one write.
+        if (!changed) scratch.assign(out);
+        scratch += stuffer.terminator();
+        end_sent = true;
+        if (!co_await send(scratch)) co_return finish(*dead);
+      } else if (!co_await send(out)) {
+        co_return finish(*dead);
+      }
     }
     if (!last) co_return std::nullopt;
-    std::string_view end = stuffer.terminator();
-    if (!co_await send(end)) co_return finish(*dead);
+    if (!end_sent) {
+      std::string_view end = stuffer.terminator();
+      if (!co_await send(end)) co_return finish(*dead);
+    }
     log.debug(">> <{} body bytes> .", stuffer.bytes_in());
     std::string().swap(scratch);
     std::vector<Response> f = co_await final_replies();
