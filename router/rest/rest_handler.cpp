@@ -328,46 +328,53 @@ struct RestHandler::Impl {
     if (!im) co_return http::error_response(Errc::bad_request, "etags required for update");
     const std::string if_match = strip_quotes(*im);
 
-    auto rec = co_await load(id);
-    if (!rec.ok()) co_return http::error_response(rec.error());
-    if (auto redir = redirect_if_remote(*rec, req)) co_return *redir;
-
+    // No read first: the write checks the transaction (404), its owner (308),
+    // the version (412) and merges the delta into the stored json under the
+    // row lock.
     TxWrite w;
     if (delta) {
-      auto stored = tx_from_json(rec->json, View::Db);
-      if (!stored.ok()) co_return http::error_response(Errc::internal, stored.error().message);
-      std::optional<std::string> tag;
-      std::string sname;
-      if (stored->sender) {
-        tag = stored->sender->tag;
-        sname = stored->sender->name.value_or("");
-      }
-      std::optional<std::string_view> tag_view;
-      if (tag) tag_view = *tag;
-      auto sender = config.resolve(sname, tag_view);
-      if (!sender.ok() || !config.is_incremental(*sender))
-        co_return http::error_response(Errc::bad_request, "endpoint does not accept incremental updates");
-      if (if_match != std::to_string(rec->version))
-        co_return with_etag(http::error_response(Errc::precondition_failed, "update conflict"), rec->version);
-      auto merged = *stored;
-      auto m = tx_merge_from(merged, *delta);
-      if (!m.ok()) co_return http::error_response(m.error());
-      w.json = tx_to_json(merged, View::Db);
+      const RouterConfig* cfg = &config;
+      w.json_update = [cfg, d = std::move(*delta)](const json::object& stored_json) -> Result<json::object> {
+        auto stored = tx_from_json(stored_json, View::Db);
+        if (!stored.ok()) return Error(Errc::internal, stored.error().message);
+        std::optional<std::string> tag;
+        std::string sname;
+        if (stored->sender) {
+          tag = stored->sender->tag;
+          sname = stored->sender->name.value_or("");
+        }
+        std::optional<std::string_view> tag_view;
+        if (tag) tag_view = *tag;
+        auto sender = cfg->resolve(sname, tag_view);
+        if (!sender.ok() || !cfg->is_incremental(*sender))
+          return Error(Errc::bad_request, "endpoint does not accept incremental updates");
+        auto merged = *stored;
+        auto m = tx_merge_from(merged, d);
+        if (!m.ok()) return m.error();
+        return tx_to_json(merged, View::Db);
+      };
     } else {
-      if (if_match != std::to_string(rec->version))
-        co_return with_etag(http::error_response(Errc::precondition_failed, "update conflict"), rec->version);
       w.ping = true;
     }
-    const std::int64_t expected = rec->version;
-    w.return_record = true;
-    auto f = [this, id, expected, w = std::move(w)]() { return storage.write(id, expected, w); };
-    auto wr = co_await offload(pool, std::move(f));
+    const auto expected = parse_decimal(if_match);
+    Result<WriteResult> wr = Error(Errc::precondition_failed, "update conflict");
+    if (expected) {
+      w.return_record = true;
+      const auto ev = static_cast<std::int64_t>(*expected);
+      auto f = [this, id, ev, w = std::move(w)]() { return storage.write(id, ev, w); };
+      wr = co_await offload(pool, std::move(f));
+    }
     if (!wr.ok()) {
+      if (wr.error().code == Errc::redirect) {
+        Response red = Response::empty(308);
+        red.headers.set("location", wr.error().message + req.path);
+        co_return red;
+      }
       if (wr.error().code == Errc::precondition_failed) {
         auto cur = co_await load(id);
-        Response r = http::error_response(Errc::precondition_failed, "update conflict");
-        if (cur.ok()) r.headers.set("etag", std::to_string(cur->version));
-        co_return r;
+        if (!cur.ok()) co_return http::error_response(cur.error());
+        if (auto redir = redirect_if_remote(*cur, req)) co_return *redir;
+        co_return with_etag(http::error_response(Errc::precondition_failed, "update conflict"), cur->version);
       }
       co_return http::error_response(wr.error());
     }

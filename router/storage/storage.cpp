@@ -319,7 +319,7 @@ class SqlStorage final : public Storage {
 
       // Only the owner writes a leased tx; a pure cancel goes straight to the
       // database from any replica (rest-api.md §7.5).
-      const bool pure_cancel = w.cancel && !w.json && !w.attempt_responses &&
+      const bool pure_cancel = w.cancel && !w.json && !w.json_update && !w.attempt_responses &&
                                !w.final_attempt_reason && !w.clear_oneshot && !w.retry_after &&
                                !w.next_attempt_time && !w.release_lease && !w.notification_done &&
                                !w.create_body_if_absent && !w.require_lease &&
@@ -333,6 +333,16 @@ class SqlStorage final : public Storage {
       if (need_lease && !(lessee && me != 0 && *lessee == me)) {
         fail(Errc::conflict, "transaction is not leased by this session");
       }
+      std::optional<json::object> updated_json;
+      std::optional<std::string> updated_text;
+      if (w.json_update) {
+        auto u = w.json_update(parse_object(row[2].s));
+        if (!u.ok()) fail(u.error().code, u.error().message);
+        updated_text = json::serialize(*u);
+        updated_json = std::move(*u);
+      }
+      const json::object* new_json = w.json ? &*w.json : updated_json ? &*updated_json : nullptr;
+      const std::optional<std::string>& new_text = w.json ? new_json_text : updated_text;
 
       // Assemble "SET a = $n, ..." with parameters.
       std::vector<Param> params;
@@ -347,13 +357,13 @@ class SqlStorage final : public Storage {
 
       std::optional<json::object> cancelled_json;
       std::string cancelled_text;
-      if (new_json_text) {
-        notification = has_notification(*w.json);
+      if (new_text) {
+        notification = has_notification(*new_json);
         changed = true;
       }
       std::optional<std::string> new_reason;
       if (w.cancel && !real_final) {
-        cancelled_json = w.json ? *w.json : parse_object(row[2].s);
+        cancelled_json = new_json ? *new_json : parse_object(row[2].s);
         (*cancelled_json)["cancelled"] = true;
         cancelled_text = json::serialize(*cancelled_json);
         new_reason = std::string(kCancelReason);
@@ -361,10 +371,10 @@ class SqlStorage final : public Storage {
       if (cancelled_json) {
         add("json", Param::text(cancelled_text));
         changed = true;
-      } else if (new_json_text) {
-        add("json", Param::text(*new_json_text));
+      } else if (new_text) {
+        add("json", Param::text(*new_text));
       }
-      if (new_json_text || cancelled_json) add("notification", Param::boolean(notification));
+      if (new_text || cancelled_json) add("notification", Param::boolean(notification));
 
       if (w.final_attempt_reason && !new_reason) {
         const std::string& fr = *w.final_attempt_reason;

@@ -139,6 +139,10 @@ struct CreateSpec {
 // An optimistic write (router.md §6.2). Fields left unset are unchanged.
 struct TxWrite {
   std::optional<boost::json::object> json;               // full replacement of the tx json
+  // Or: the new tx json computed from the stored one inside the write (under
+  // the row lock, after the version check); an error fails the write with
+  // it. May run twice (group commit re-runs a batch): must be pure.
+  std::function<Result<boost::json::object>(const boost::json::object& stored)> json_update;
   std::optional<boost::json::object> attempt_responses;  // latest attempt's responses (needs my lease)
   // A final reason. NULL or "oneshot" may be replaced; the same reason again is
   // a no-op; a different real reason -> conflict. Writing one also sets

@@ -143,6 +143,41 @@ TEST_P(Transactions, VersionIncrementsAndStaleWriteFails) {
   EXPECT_EQ(s->status("v")->version, 3);
 }
 
+TEST_P(Transactions, JsonUpdateMergesInsideTheWriteAfterTheVersionCheck) {
+  auto s = open();
+  ASSERT_TRUE(s->create(spec("u")).ok());
+  int calls = 0;
+  TxWrite w;
+  w.json_update = [&calls](const json::object& stored) -> Result<json::object> {
+    ++calls;
+    json::object j = stored;
+    j["rcpt_to"].as_array().push_back(json::object{{"m", "carol@example.com"}});
+    return j;
+  };
+  // A stale version is refused before the update runs.
+  EXPECT_EQ(s->write("u", 7, w).error().code, Errc::precondition_failed);
+  EXPECT_EQ(calls, 0);
+  w.return_record = true;
+  auto r = s->write("u", 1, w);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(r->version, 2);
+  ASSERT_TRUE(r->record);
+  EXPECT_EQ(r->record->json.at("rcpt_to").as_array().size(), 2u);
+  // An error from the update fails the write with it; nothing changes.
+  TxWrite bad;
+  bad.json_update = [](const json::object&) -> Result<json::object> {
+    return Error(Errc::conflict, "rcpt_to_list_offset mismatch");
+  };
+  auto e = s->write("u", 2, bad);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().code, Errc::conflict);
+  EXPECT_EQ(e.error().message, "rcpt_to_list_offset mismatch");
+  auto l = s->load("u");
+  EXPECT_EQ(l->version, 2);
+  EXPECT_EQ(l->json.at("rcpt_to").as_array().size(), 2u);
+}
+
 TEST_P(Transactions, ChangeCallbackSeesEveryVersion) {
   std::mutex mu;
   std::vector<std::pair<std::string, std::int64_t>> seen;
