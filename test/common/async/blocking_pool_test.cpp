@@ -81,11 +81,17 @@ void run_until(asio::io_context& io, Pred done) {
   }
 }
 
-TEST(BlockingPoolGroup, CallsQueuedMeanwhileShareOneCommitAndResumeAfterIt) {
+// Each test's scripted group, io thread (kept running by a work guard) and
+// what its calls saw on resuming.
+class BlockingPoolGroup : public ::testing::Test {
+ protected:
   ScriptedGroup g;
   asio::io_context io;
-  auto work = asio::make_work_guard(io);
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
   std::vector<std::string> seen;
+};
+
+TEST_F(BlockingPoolGroup, CallsQueuedMeanwhileShareOneCommitAndResumeAfterIt) {
   {
     BlockingPool pool(g, 1);
     HeldBatch h;
@@ -108,12 +114,8 @@ TEST(BlockingPoolGroup, CallsQueuedMeanwhileShareOneCommitAndResumeAfterIt) {
   EXPECT_EQ(std::vector<std::string>(ev.end() - static_cast<long>(want_tail.size()), ev.end()), want_tail);
 }
 
-TEST(BlockingPoolGroup, AFailedCommitRunsEachCallAgainAlone) {
-  ScriptedGroup g;
+TEST_F(BlockingPoolGroup, AFailedCommitRunsEachCallAgainAlone) {
   g.fail_commits = 1;
-  asio::io_context io;
-  auto work = asio::make_work_guard(io);
-  std::vector<std::string> seen;
   {
     BlockingPool pool(g, 1);
     HeldBatch h;
@@ -134,12 +136,8 @@ TEST(BlockingPoolGroup, AFailedCommitRunsEachCallAgainAlone) {
   EXPECT_EQ(seen[1], "20 after run-alone 2");
 }
 
-TEST(BlockingPoolGroup, FailedBatchCallsResultsComeFromTheirSecondRun) {
-  ScriptedGroup g;
+TEST_F(BlockingPoolGroup, FailedBatchCallsResultsComeFromTheirSecondRun) {
   g.fail_commits = 1;
-  asio::io_context io;
-  auto work = asio::make_work_guard(io);
-  std::vector<std::string> seen;
   {
     BlockingPool pool(g, 1);
     spawn(io.get_executor(), call(pool, g, 7, &seen), "call");
@@ -156,10 +154,7 @@ Task<void> read_call(BlockingPool& pool, std::thread::id* where) {
   *where = co_await offload_read(pool, std::move(f));
 }
 
-TEST(BlockingPoolGroup, ReadsRunBesideABlockedBatch) {
-  ScriptedGroup g;
-  asio::io_context io;
-  auto work = asio::make_work_guard(io);
+TEST_F(BlockingPoolGroup, ReadsRunBesideABlockedBatch) {
   std::thread::id where{};
   BlockingPool pool(g, 1);
   HeldBatch h;
@@ -172,10 +167,7 @@ TEST(BlockingPoolGroup, ReadsRunBesideABlockedBatch) {
   io.run_for(std::chrono::milliseconds(100));
 }
 
-TEST(BlockingPoolGroup, WithoutReaderThreadsReadsRunOnTheCallersThread) {
-  ScriptedGroup g;
-  asio::io_context io;
-  auto work = asio::make_work_guard(io);
+TEST_F(BlockingPoolGroup, WithoutReaderThreadsReadsRunOnTheCallersThread) {
   std::thread::id where{};
   BlockingPool pool(g, 0);
   EXPECT_TRUE(pool.inline_reads());
