@@ -100,9 +100,13 @@ class SqliteConn final : public Conn {
 
   Rows run(std::string_view sql, const Param* pb, const Param* pe, std::int64_t* changes) {
     static const char kEmpty[1] = {0};
+    SQLite::Statement* stp = nullptr;
     try {
       SQLite::Statement& st = statement(sql);
-      st.reset();
+      stp = &st;
+      // tryReset: reset() would throw the error of this statement's last
+      // failed run (sqlite3_reset reports it) and fail a later, good call.
+      st.tryReset();
       st.clearBindings();
       int idx = 1;
       for (const Param* p = pb; p != pe; ++p, ++idx) {
@@ -142,6 +146,10 @@ class SqliteConn final : public Conn {
       st.clearBindings();  // drop no-copy blob pointers
       return rows;
     } catch (const SQLite::Exception& e) {
+      if (stp) {
+        stp->tryReset();
+        stp->clearBindings();
+      }
       throw to_db_error(e);
     }
   }

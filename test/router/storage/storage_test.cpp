@@ -114,6 +114,15 @@ TEST_P(Transactions, DuplicateRestIdIsConflict) {
   auto r = s->create(spec("dup"));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, Errc::conflict);
+  // The failed statement left its connection usable (PostgreSQL: the
+  // pipeline and the aborted transaction were cleaned up).
+  for (int i = 0; i < 3; ++i) {
+    auto c = s->create(spec("after" + std::to_string(i)));
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    auto l = s->load("dup");
+    ASSERT_TRUE(l.ok()) << l.error().message;
+    EXPECT_EQ(l->version, 1);
+  }
 }
 
 TEST_P(Transactions, VersionIncrementsAndStaleWriteFails) {
@@ -312,6 +321,41 @@ TEST_P(Transactions, IncrementalBodyCreatedByFirstBodyPut) {
 }
 
 KOUKAN_STORAGE_SUITE(Transactions);
+
+// PostgreSQL only: the server may drop a connection (restart, failover,
+// pg_terminate_backend); the next call retries on a fresh one.
+using PgConnections = StorageTest;
+
+TEST_P(PgConnections, ConnectionsDroppedByTheServerAreReplaced) {
+  StorageOptions o;
+  o.max_connections = 2;
+  auto s = open_with_session("http://r0:8000", o);
+  ASSERT_TRUE(s);
+  ASSERT_TRUE(s->create(spec("k1")).ok());
+  // Warm both pool connections (a read-only transaction leaves its COMMIT's
+  // answer unread until the connection's next use).
+  ASSERT_TRUE(s->load("k1").ok());
+  auto killed = [&]() {
+    return sql_int("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                   "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+  };
+  ASSERT_GE(killed(), 1);
+  TxWrite t;
+  t.json = obj(R"({"mail_from":{"m":"a@x"},"rcpt_to":[{"m":"b@x"}]})");
+  auto w = s->write("k1", 1, t);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  EXPECT_EQ(w->version, 2);
+  ASSERT_GE(killed(), 1);
+  auto l = s->load("k1");
+  ASSERT_TRUE(l.ok()) << l.error().message;
+  EXPECT_EQ(l->version, 2);
+  ASSERT_GE(killed(), 1);
+  ASSERT_TRUE(s->create(spec("k2")).ok());
+  EXPECT_EQ(sql_int("SELECT COUNT(*) FROM Transactions"), 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, PgConnections, ::testing::Values("postgresql"),
+                         ::koukan::router::test::param_name);
 
 using Blobs = StorageTest;
 
