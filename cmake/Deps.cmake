@@ -9,4 +9,7 @@ find_package(spdlog REQUIRED)
 find_package(fmt REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
+# libpq itself (a dependency of libpqxx): the router's PostgreSQL connections
+# use its pipeline mode, which libpqxx 6.4 lacks (docs/dependencies.md).
+pkg_check_modules(PQ REQUIRED IMPORTED_TARGET libpq)
 find_package(GTest)

@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake ninja-build ccache mold pkg-config
   libboost1.81-all-dev libyaml-cpp-dev libsqlitecpp-dev libsqlite3-dev
-  libpqxx-dev libssl-dev libgmime-3.0-dev libopendkim-dev libc-ares-dev
+  libpqxx-dev libpq-dev libssl-dev libgmime-3.0-dev libopendkim-dev libc-ares-dev
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libtcmalloc-minimal4
   postgresql postgresql-client python3 curl procps openssl swaks libnet-ssleay-perl

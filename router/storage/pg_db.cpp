@@ -1,15 +1,23 @@
-// PostgreSQL backend of db::Conn (libpqxx 6.4). Parameters are sent as text
-// (bytea as hex); the server infers their types from context, so SQL casts
-// ambiguous ones (CAST($n AS BIGINT)).
-#include <pqxx/binarystring>
-#include <pqxx/connection>
-#include <pqxx/except>
-#include <pqxx/nontransaction>
-#include <pqxx/prepared_statement>
+// PostgreSQL backend of db::Conn, on libpq in pipeline mode (libpq >= 14;
+// libpqxx 6.4 does not offer it, see docs/dependencies.md).
+//
+// Round trips are what PostgreSQL costs the router (bench/README.md), so:
+// - BEGIN is not sent on its own: it goes out in front of the transaction's
+//   first statement, in the same pipeline (one round trip for both);
+// - a statement's first use prepares it in the same round trip as its run;
+// - a read-only transaction's COMMIT is sent without waiting for its
+//   answer, which is read (and any error in it ignored: nothing was
+//   written) before the connection's next use.
+// Parameters go as text, bytea ones as binary; the server infers their
+// types from context, so SQL casts ambiguous ones (CAST($n AS BIGINT)).
+#include <libpq-fe.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
 #include <unordered_map>
-#include <pqxx/result>
-#include <pqxx/transaction>
+#include <vector>
 
 #include "router/storage/db.hpp"
 
@@ -17,66 +25,87 @@ namespace koukan::router::db {
 namespace {
 
 // PostgreSQL type oids we decode specially.
-constexpr unsigned kOidBool = 16, kOidBytea = 17, kOidInt8 = 20, kOidInt2 = 21, kOidInt4 = 23;
+constexpr Oid kOidBool = 16, kOidBytea = 17, kOidInt8 = 20, kOidInt2 = 21, kOidInt4 = 23;
 
-[[noreturn]] void rethrow_pg() {
-  try {
-    throw;
-  } catch (const pqxx::broken_connection& e) {
-    throw DbError(DbError::Kind::connection, std::string("postgresql: ") + e.what());
-  } catch (const pqxx::unique_violation& e) {
-    throw DbError(DbError::Kind::unique, std::string("postgresql: ") + e.what());
-  } catch (const pqxx::transaction_rollback& e) {  // deadlock, serialization failure
-    throw DbError(DbError::Kind::busy, std::string("postgresql: ") + e.what());
-  } catch (const pqxx::in_doubt_error& e) {
-    throw DbError(DbError::Kind::connection, std::string("postgresql: ") + e.what());
-  } catch (const std::exception& e) {
-    throw DbError(DbError::Kind::other, std::string("postgresql: ") + e.what());
+struct ResultPtr {
+  PGresult* r = nullptr;
+  ResultPtr() = default;
+  explicit ResultPtr(PGresult* p) : r(p) {}
+  ResultPtr(ResultPtr&& o) noexcept : r(o.r) { o.r = nullptr; }
+  ResultPtr& operator=(ResultPtr&& o) noexcept {
+    if (this != &o) {
+      if (r) PQclear(r);
+      r = o.r;
+      o.r = nullptr;
+    }
+    return *this;
   }
-}
-
-std::string hex_bytea(std::string_view s) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 + s.size() * 2);
-  out += "\\x";
-  for (unsigned char c : s) {
-    out += kHex[c >> 4];
-    out += kHex[c & 15];
+  ~ResultPtr() {
+    if (r) PQclear(r);
   }
-  return out;
-}
+};
 
 class PgConn final : public Conn {
  public:
-  PgConn(const std::string& url, const ClockOffset* offset) : conn_(url), offset_(offset) {}
-  ~PgConn() override { rollback(); }
+  PgConn(const std::string& url, const ClockOffset* offset) : offset_(offset) {
+    c_ = PQconnectdb(url.c_str());
+    if (!c_ || PQstatus(c_) != CONNECTION_OK) {
+      std::string m = c_ ? PQerrorMessage(c_) : "out of memory";
+      if (c_) PQfinish(c_);
+      c_ = nullptr;
+      throw DbError(DbError::Kind::connection, "postgresql: connect: " + trim(m));
+    }
+    if (PQenterPipelineMode(c_) != 1) {
+      std::string m = PQerrorMessage(c_);
+      PQfinish(c_);
+      c_ = nullptr;
+      throw DbError(DbError::Kind::connection, "postgresql: pipeline mode: " + trim(m));
+    }
+  }
+  ~PgConn() override {
+    rollback();
+    if (c_) PQfinish(c_);
+  }
 
   void begin(bool write) override {
-    try {
-      // Writers: READ COMMITTED + row locks. Readers: one consistent snapshot
-      // across the (two) queries of a load.
-      if (write) {
-        tx_ = std::make_unique<pqxx::work>(conn_);
-      } else {
-        tx_ = std::make_unique<pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>>(conn_);
-      }
-    } catch (...) {
-      rethrow_pg();
-    }
+    drain_deferred();
+    in_tx_ = true;
+    begin_pending_ = true;
+    write_ = write;
   }
+
   void commit() override {
-    try {
-      auto tx = std::move(tx_);
-      if (tx) tx->commit();
-    } catch (...) {
-      rethrow_pg();
+    if (!in_tx_) return;
+    in_tx_ = false;
+    if (begin_pending_) {  // nothing ran: nothing to commit
+      begin_pending_ = false;
+      return;
     }
+    if (!write_) {
+      // Read-only: its COMMIT's answer is read before the next use.
+      queue_simple("COMMIT");
+      sync();
+      ++deferred_syncs_;
+      return;
+    }
+    queue_simple("COMMIT");
+    sync();
+    collect(1, nullptr);
   }
+
   void rollback() noexcept override {
+    if (!in_tx_) return;
+    in_tx_ = false;
+    if (begin_pending_) {
+      begin_pending_ = false;
+      return;
+    }
+    if (!c_ || PQstatus(c_) != CONNECTION_OK) return;
     try {
-      auto tx = std::move(tx_);
-      if (tx) tx->abort();
+      queue_simple("ROLLBACK");
+      sync();
+      ++deferred_syncs_;
+      drain_deferred();
     } catch (...) {
     }
   }
@@ -92,35 +121,140 @@ class PgConn final : public Conn {
     run(sql, params.begin(), params.end(), &changes);
     return changes;
   }
+
+  // A multi-statement script needs the simple query protocol: outside
+  // pipeline mode, in one transaction.
   void exec_script(std::string_view sql) override {
-    try {
-      pqxx::work w(conn_);
-      // Serialise concurrent first starts of several replicas.
-      w.exec("SELECT pg_advisory_xact_lock(7315420118)");
-      w.exec(std::string(sql));
-      w.commit();
-    } catch (...) {
-      rethrow_pg();
-    }
+    drain_deferred();
+    if (PQexitPipelineMode(c_) != 1) fail_conn("leaving pipeline mode");
+    auto simple = [&](const std::string& text) {
+      ResultPtr r(PQexec(c_, text.c_str()));
+      const auto st = r.r ? PQresultStatus(r.r) : PGRES_FATAL_ERROR;
+      if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        auto e = error_of(r.r);
+        ResultPtr(PQexec(c_, "ROLLBACK"));
+        PQenterPipelineMode(c_);
+        throw e;
+      }
+    };
+    simple("BEGIN");
+    // Serialise concurrent first starts of several replicas.
+    simple("SELECT pg_advisory_xact_lock(7315420118)");
+    simple(std::string(sql));
+    simple("COMMIT");
+    if (PQenterPipelineMode(c_) != 1) fail_conn("entering pipeline mode");
   }
 
  private:
+  static std::string trim(std::string m) {
+    while (!m.empty() && (m.back() == '\n' || m.back() == ' ')) m.pop_back();
+    return m;
+  }
+
+  [[noreturn]] void fail_conn(const char* what) {
+    throw DbError(DbError::Kind::connection,
+                  std::string("postgresql: ") + what + ": " + trim(PQerrorMessage(c_)));
+  }
+
+  DbError error_of(const PGresult* r) const {
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    std::string msg = r ? PQresultErrorMessage(r) : "";
+    if (msg.empty()) msg = PQerrorMessage(c_);
+    msg = "postgresql: " + trim(msg);
+    if (PQstatus(c_) != CONNECTION_OK) return DbError(DbError::Kind::connection, msg);
+    const std::string s = state ? state : "";
+    if (s == "23505") return DbError(DbError::Kind::unique, msg);
+    if (s == "40001" || s == "40P01") return DbError(DbError::Kind::busy, msg);
+    if (s.rfind("08", 0) == 0 || s.rfind("57P", 0) == 0) return DbError(DbError::Kind::connection, msg);
+    return DbError(DbError::Kind::other, msg);
+  }
+
+  void queue_simple(const char* text) {
+    if (PQsendQueryParams(c_, text, 0, nullptr, nullptr, nullptr, nullptr, 0) != 1)
+      fail_conn("send");
+  }
+  void sync() {
+    if (PQpipelineSync(c_) != 1) fail_conn("sync");
+  }
+
+  // Reads the answers of `n` queued queries and the sync after them. The
+  // last one's result is handed to `last` (if any); the first error is
+  // thrown once the pipeline is drained up to its sync, its query's index
+  // in `failed_at`.
+  void collect(int n, ResultPtr* last, int* failed_at = nullptr) {
+    std::optional<DbError> err;
+    for (int i = 0; i < n; ++i) {
+      ResultPtr r(PQgetResult(c_));
+      if (!r.r) {
+        err = DbError(DbError::Kind::connection, "postgresql: " + trim(PQerrorMessage(c_)));
+        break;
+      }
+      const auto st = PQresultStatus(r.r);
+      const bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+      if (!ok && !err) {
+        if (failed_at) *failed_at = i;
+        if (st == PGRES_PIPELINE_ABORTED) {
+          err = DbError(DbError::Kind::other, "postgresql: pipeline aborted");
+        } else {
+          err = error_of(r.r);
+        }
+      }
+      if (i == n - 1 && last) *last = std::move(r);
+      // The end of this query's results.
+      ResultPtr end(PQgetResult(c_));
+      if (end.r) {  // a query that returned more than one result: not ours
+        err = DbError(DbError::Kind::other, "postgresql: unexpected extra result");
+        break;
+      }
+    }
+    if (!err || err->kind != DbError::Kind::connection) {
+      ResultPtr s(PQgetResult(c_));
+      if (!s.r || PQresultStatus(s.r) != PGRES_PIPELINE_SYNC) {
+        throw DbError(DbError::Kind::connection,
+                      "postgresql: pipeline out of step: " + trim(PQerrorMessage(c_)));
+      }
+    }
+    if (err) throw *err;
+  }
+
+  // Reads the answers of fire-and-forget syncs (read-only COMMITs).
+  void drain_deferred() {
+    while (deferred_syncs_ > 0) {
+      --deferred_syncs_;
+      for (;;) {
+        ResultPtr r(PQgetResult(c_));
+        if (!r.r) {
+          if (PQstatus(c_) != CONNECTION_OK) {
+            deferred_syncs_ = 0;
+            fail_conn("connection lost");
+          }
+          continue;  // end of one query's results
+        }
+        if (PQresultStatus(r.r) == PGRES_PIPELINE_SYNC) break;
+      }
+    }
+  }
+
   // The server-side prepared statement for `sql` on this connection (parsed
   // and planned once, not per call): looked up by the literal's address
-  // first (no translation), then by the translated text.
-  const std::string& prepared(std::string_view sql) {
+  // first (no translation), then by the translated text. A new one is
+  // queued (PQsendPrepare) in front of its first run: `queued` counts it,
+  // `prepare_at` is its place in the pipeline.
+  const std::string& prepared(std::string_view sql, int& queued, int& prepare_at) {
     const std::int64_t off = offset_ ? offset_->load() : 0;
     if (const std::string* name = by_address_.find(sql, off)) return *name;
     std::string text = translate(sql, /*sqlite=*/false, off);
     auto it = names_.find(text);
     if (it == names_.end()) {
       if (names_.size() >= 512) {  // built SQL with unforeseen variety: start over
-        for (const auto& [t, n] : names_) conn_.unprepare(n);
+        queue_simple("DEALLOCATE ALL");
+        ++queued;
         names_.clear();
         by_address_.clear();
       }
       std::string name = "k" + std::to_string(++prepared_count_);
-      conn_.prepare(name, text);
+      if (PQsendPrepare(c_, name.c_str(), text.c_str(), 0, nullptr) != 1) fail_conn("send");
+      prepare_at = queued++;
       it = names_.emplace(std::move(text), std::move(name)).first;
     }
     by_address_.remember(sql, off, &it->second);
@@ -128,85 +262,116 @@ class PgConn final : public Conn {
   }
 
   Rows run(std::string_view sql, const Param* pb, const Param* pe, std::int64_t* changes) {
-    std::vector<std::string> values;
-    values.reserve(static_cast<std::size_t>(pe - pb));
-    for (const Param* p = pb; p != pe; ++p) {
-      switch (p->kind) {
-        case Param::Kind::null: values.emplace_back(); break;
-        case Param::Kind::i64: values.push_back(std::to_string(p->i)); break;
-        case Param::Kind::boolean: values.emplace_back(p->i ? "true" : "false"); break;
-        case Param::Kind::text: values.emplace_back(p->s); break;
-        case Param::Kind::blob: values.push_back(hex_bytea(p->s)); break;
+    drain_deferred();
+    const auto n = static_cast<std::size_t>(pe - pb);
+    std::vector<std::string> ints;  // text of integer/boolean parameters
+    ints.reserve(n);
+    std::vector<const char*> values(n);
+    std::vector<int> lengths(n), formats(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      const Param& p = pb[i];
+      switch (p.kind) {
+        case Param::Kind::null: values[i] = nullptr; break;
+        case Param::Kind::i64: ints.push_back(std::to_string(p.i)); values[i] = ints.back().c_str(); break;
+        case Param::Kind::boolean: values[i] = p.i ? "true" : "false"; break;
+        case Param::Kind::text:
+          // Text parameters go as C strings: copy the view (it need not be
+          // NUL-terminated).
+          ints.emplace_back(p.s);
+          values[i] = ints.back().c_str();
+          break;
+        case Param::Kind::blob:
+          values[i] = p.s.data();
+          lengths[i] = static_cast<int>(p.s.size());
+          formats[i] = 1;  // binary bytea: no hex doubling
+          break;
       }
     }
-    std::vector<const char*> ptrs;
-    ptrs.reserve(values.size());
-    for (std::size_t i = 0; i < values.size(); ++i) {
-      ptrs.push_back(pb[i].kind == Param::Kind::null ? nullptr : values[i].c_str());
+    int queued = 0, prepare_at = -1;
+    // BEGIN first: what runs before it in a pipeline is an implicit
+    // transaction of its own (a PREPARE's parse already takes a snapshot).
+    if (begin_pending_) {
+      queue_simple(write_ ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      ++queued;
+      begin_pending_ = false;
     }
+    const std::string& name = prepared(sql, queued, prepare_at);
+    if (PQsendQueryPrepared(c_, name.c_str(), static_cast<int>(n), values.data(), lengths.data(),
+                            formats.data(), 0) != 1)
+      fail_conn("send");
+    sync();
+    ResultPtr res;
+    int failed_at = -1;
     try {
-      const std::string& name = prepared(sql);
-      pqxx::result r;
-      if (tx_) {
-        r = tx_->exec_prepared(name, pqxx::prepare::make_dynamic_params(ptrs));
-      } else {
-        pqxx::nontransaction n(conn_);
-        r = n.exec_prepared(name, pqxx::prepare::make_dynamic_params(ptrs));
-      }
-      if (changes) *changes = static_cast<std::int64_t>(r.affected_rows());
-      Rows rows;
-      rows.reserve(r.size());
-      const auto ncols = static_cast<std::size_t>(r.columns());
-      std::vector<unsigned> types(ncols);
-      for (std::size_t c = 0; c < ncols; ++c) {
-        types[c] = static_cast<unsigned>(r.column_type(static_cast<pqxx::row::size_type>(c)));
-      }
-      for (const auto& prow : r) {
-        Row row(ncols);
-        for (std::size_t c = 0; c < ncols; ++c) {
-          const pqxx::field f = prow[static_cast<pqxx::row::size_type>(c)];
-          Cell& cell = row[c];
-          if (f.is_null()) continue;
-          cell.null = false;
-          switch (types[c]) {
-            case kOidBool: cell.i = (f.c_str()[0] == 't') ? 1 : 0; break;
-            case kOidInt2:
-            case kOidInt4:
-            case kOidInt8: cell.i = std::stoll(f.c_str()); break;
-            case kOidBytea: {
-              pqxx::binarystring b(f);
-              cell.s = b.str();
-              break;
-            }
-            default: cell.s.assign(f.c_str(), f.size()); break;
-          }
-        }
-        rows.push_back(std::move(row));
-      }
-      return rows;
+      collect(queued + 1, &res, &failed_at);
     } catch (...) {
-      rethrow_pg();
+      // The PREPARE itself failed (or never ran): prepare afresh next time.
+      if (prepare_at >= 0 && (failed_at < 0 || failed_at <= prepare_at)) forget(name);
+      throw;
     }
+    if (changes) {
+      const char* t = PQcmdTuples(res.r);
+      *changes = (t && *t) ? std::strtoll(t, nullptr, 10) : 0;
+    }
+    const int nrows = PQntuples(res.r), ncols = PQnfields(res.r);
+    std::vector<Oid> types(static_cast<std::size_t>(ncols));
+    for (int c = 0; c < ncols; ++c) types[static_cast<std::size_t>(c)] = PQftype(res.r, c);
+    Rows rows;
+    rows.reserve(static_cast<std::size_t>(nrows));
+    for (int r = 0; r < nrows; ++r) {
+      Row row(static_cast<std::size_t>(ncols));
+      for (int c = 0; c < ncols; ++c) {
+        if (PQgetisnull(res.r, r, c)) continue;
+        Cell& cell = row[static_cast<std::size_t>(c)];
+        cell.null = false;
+        const char* v = PQgetvalue(res.r, r, c);
+        switch (types[static_cast<std::size_t>(c)]) {
+          case kOidBool: cell.i = (v[0] == 't') ? 1 : 0; break;
+          case kOidInt2:
+          case kOidInt4:
+          case kOidInt8: cell.i = std::strtoll(v, nullptr, 10); break;
+          case kOidBytea: {
+            std::size_t len = 0;
+            unsigned char* b = PQunescapeBytea(reinterpret_cast<const unsigned char*>(v), &len);
+            if (!b) throw DbError(DbError::Kind::other, "postgresql: bad bytea");
+            cell.s.assign(reinterpret_cast<const char*>(b), len);
+            PQfreemem(b);
+            break;
+          }
+          default: cell.s.assign(v, static_cast<std::size_t>(PQgetlength(res.r, r, c))); break;
+        }
+      }
+      rows.push_back(std::move(row));
+    }
+    return rows;
   }
 
-  pqxx::connection conn_;
+  // A statement whose PREPARE may have failed: prepare it afresh next time.
+  void forget(const std::string& name) {
+    for (auto it = names_.begin(); it != names_.end(); ++it) {
+      if (&it->second == &name) {
+        names_.erase(it);
+        break;
+      }
+    }
+    by_address_.clear();
+  }
+
+  PGconn* c_ = nullptr;
   const ClockOffset* offset_;
   std::unordered_map<std::string, std::string> names_;  // translated text -> statement name
   std::uint64_t prepared_count_ = 0;
   StatementsByAddress<const std::string> by_address_;  // names in names_ (node-based: stable)
-  std::unique_ptr<pqxx::transaction_base> tx_;
+  bool in_tx_ = false;
+  bool begin_pending_ = false;  // BEGIN not sent yet: it goes with the first statement
+  bool write_ = false;
+  int deferred_syncs_ = 0;  // syncs sent whose answers are still to be read
 };
 
 }  // namespace
 
 std::unique_ptr<Conn> open_pg(const std::string& url, const ClockOffset* offset) {
-  try {
-    return std::make_unique<PgConn>(url, offset);
-  } catch (const DbError&) {
-    throw;
-  } catch (...) {
-    rethrow_pg();
-  }
+  return std::make_unique<PgConn>(url, offset);
 }
 
 }  // namespace koukan::router::db
