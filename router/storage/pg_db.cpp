@@ -14,6 +14,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -27,23 +28,10 @@ namespace {
 // PostgreSQL type oids we decode specially.
 constexpr Oid kOidBool = 16, kOidBytea = 17, kOidInt8 = 20, kOidInt2 = 21, kOidInt4 = 23;
 
-struct ResultPtr {
-  PGresult* r = nullptr;
-  ResultPtr() = default;
-  explicit ResultPtr(PGresult* p) : r(p) {}
-  ResultPtr(ResultPtr&& o) noexcept : r(o.r) { o.r = nullptr; }
-  ResultPtr& operator=(ResultPtr&& o) noexcept {
-    if (this != &o) {
-      if (r) PQclear(r);
-      r = o.r;
-      o.r = nullptr;
-    }
-    return *this;
-  }
-  ~ResultPtr() {
-    if (r) PQclear(r);
-  }
+struct ClearResult {
+  void operator()(PGresult* r) const { PQclear(r); }
 };
+using ResultPtr = std::unique_ptr<PGresult, ClearResult>;
 
 class PgConn final : public Conn {
  public:
@@ -104,8 +92,7 @@ class PgConn final : public Conn {
     try {
       queue_simple("ROLLBACK");
       sync();
-      ++deferred_syncs_;
-      drain_deferred();
+      collect(1, nullptr);
     } catch (...) {
     }
   }
@@ -129,10 +116,10 @@ class PgConn final : public Conn {
     if (PQexitPipelineMode(c_) != 1) fail_conn("leaving pipeline mode");
     auto simple = [&](const std::string& text) {
       ResultPtr r(PQexec(c_, text.c_str()));
-      const auto st = r.r ? PQresultStatus(r.r) : PGRES_FATAL_ERROR;
+      const auto st = r.get() ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
       if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        auto e = error_of(r.r);
-        ResultPtr(PQexec(c_, "ROLLBACK"));
+        auto e = error_of(r.get());
+        ResultPtr rb(PQexec(c_, "ROLLBACK"));
         PQenterPipelineMode(c_);
         throw e;
       }
@@ -185,31 +172,31 @@ class PgConn final : public Conn {
     std::optional<DbError> err;
     for (int i = 0; i < n; ++i) {
       ResultPtr r(PQgetResult(c_));
-      if (!r.r) {
+      if (!r.get()) {
         err = DbError(DbError::Kind::connection, "postgresql: " + trim(PQerrorMessage(c_)));
         break;
       }
-      const auto st = PQresultStatus(r.r);
+      const auto st = PQresultStatus(r.get());
       const bool ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
       if (!ok && !err) {
         if (failed_at) *failed_at = i;
         if (st == PGRES_PIPELINE_ABORTED) {
           err = DbError(DbError::Kind::other, "postgresql: pipeline aborted");
         } else {
-          err = error_of(r.r);
+          err = error_of(r.get());
         }
       }
       if (i == n - 1 && last) *last = std::move(r);
       // The end of this query's results.
       ResultPtr end(PQgetResult(c_));
-      if (end.r) {  // a query that returned more than one result: not ours
+      if (end.get()) {  // a query that returned more than one result: not ours
         err = DbError(DbError::Kind::other, "postgresql: unexpected extra result");
         break;
       }
     }
     if (!err || err->kind != DbError::Kind::connection) {
       ResultPtr s(PQgetResult(c_));
-      if (!s.r || PQresultStatus(s.r) != PGRES_PIPELINE_SYNC) {
+      if (!s.get() || PQresultStatus(s.get()) != PGRES_PIPELINE_SYNC) {
         throw DbError(DbError::Kind::connection,
                       "postgresql: pipeline out of step: " + trim(PQerrorMessage(c_)));
       }
@@ -223,14 +210,14 @@ class PgConn final : public Conn {
       --deferred_syncs_;
       for (;;) {
         ResultPtr r(PQgetResult(c_));
-        if (!r.r) {
+        if (!r.get()) {
           if (PQstatus(c_) != CONNECTION_OK) {
             deferred_syncs_ = 0;
             fail_conn("connection lost");
           }
           continue;  // end of one query's results
         }
-        if (PQresultStatus(r.r) == PGRES_PIPELINE_SYNC) break;
+        if (PQresultStatus(r.get()) == PGRES_PIPELINE_SYNC) break;
       }
     }
   }
@@ -264,21 +251,21 @@ class PgConn final : public Conn {
   Rows run(std::string_view sql, const Param* pb, const Param* pe, std::int64_t* changes) {
     drain_deferred();
     const auto n = static_cast<std::size_t>(pe - pb);
-    std::vector<std::string> ints;  // text of integer/boolean parameters
-    ints.reserve(n);
+    std::vector<std::string> texts;  // NUL-terminated copies of integer and text parameters
+    texts.reserve(n);
     std::vector<const char*> values(n);
     std::vector<int> lengths(n), formats(n);
     for (std::size_t i = 0; i < n; ++i) {
       const Param& p = pb[i];
       switch (p.kind) {
         case Param::Kind::null: values[i] = nullptr; break;
-        case Param::Kind::i64: ints.push_back(std::to_string(p.i)); values[i] = ints.back().c_str(); break;
+        case Param::Kind::i64: texts.push_back(std::to_string(p.i)); values[i] = texts.back().c_str(); break;
         case Param::Kind::boolean: values[i] = p.i ? "true" : "false"; break;
         case Param::Kind::text:
           // Text parameters go as C strings: copy the view (it need not be
           // NUL-terminated).
-          ints.emplace_back(p.s);
-          values[i] = ints.back().c_str();
+          texts.emplace_back(p.s);
+          values[i] = texts.back().c_str();
           break;
         case Param::Kind::blob:
           values[i] = p.s.data();
@@ -310,21 +297,21 @@ class PgConn final : public Conn {
       throw;
     }
     if (changes) {
-      const char* t = PQcmdTuples(res.r);
+      const char* t = PQcmdTuples(res.get());
       *changes = (t && *t) ? std::strtoll(t, nullptr, 10) : 0;
     }
-    const int nrows = PQntuples(res.r), ncols = PQnfields(res.r);
+    const int nrows = PQntuples(res.get()), ncols = PQnfields(res.get());
     std::vector<Oid> types(static_cast<std::size_t>(ncols));
-    for (int c = 0; c < ncols; ++c) types[static_cast<std::size_t>(c)] = PQftype(res.r, c);
+    for (int c = 0; c < ncols; ++c) types[static_cast<std::size_t>(c)] = PQftype(res.get(), c);
     Rows rows;
     rows.reserve(static_cast<std::size_t>(nrows));
     for (int r = 0; r < nrows; ++r) {
       Row row(static_cast<std::size_t>(ncols));
       for (int c = 0; c < ncols; ++c) {
-        if (PQgetisnull(res.r, r, c)) continue;
+        if (PQgetisnull(res.get(), r, c)) continue;
         Cell& cell = row[static_cast<std::size_t>(c)];
         cell.null = false;
-        const char* v = PQgetvalue(res.r, r, c);
+        const char* v = PQgetvalue(res.get(), r, c);
         switch (types[static_cast<std::size_t>(c)]) {
           case kOidBool: cell.i = (v[0] == 't') ? 1 : 0; break;
           case kOidInt2:
@@ -338,7 +325,7 @@ class PgConn final : public Conn {
             PQfreemem(b);
             break;
           }
-          default: cell.s.assign(v, static_cast<std::size_t>(PQgetlength(res.r, r, c))); break;
+          default: cell.s.assign(v, static_cast<std::size_t>(PQgetlength(res.get(), r, c))); break;
         }
       }
       rows.push_back(std::move(row));
