@@ -70,6 +70,24 @@ class Conn {
   virtual std::int64_t exec(std::string_view sql, std::initializer_list<Param> params) = 0;
   // Runs a multi-statement script (schema), outside any transaction.
   virtual void exec_script(std::string_view sql) = 0;
+
+  // Round trips (PostgreSQL; SQLite runs these like exec/query):
+  // exec_later: a write statement of the open transaction whose result the
+  // caller does not need. It runs in order, before the transaction's next
+  // statement or its COMMIT, and travels with them; if it fails, that next
+  // call (or commit()) throws its error and the transaction is rolled back.
+  virtual void exec_later(std::string_view sql, std::initializer_list<Param> params) {
+    exec(sql, params);
+  }
+  virtual void exec_later(std::string_view sql, const std::vector<Param>& params) {
+    query(sql, params);
+  }
+  // query_last: the transaction's last statement; an engine that can sends
+  // the COMMIT with it (commit() then has nothing left to do). The caller
+  // must neither fail nor roll back the transaction after it.
+  virtual Rows query_last(std::string_view sql, std::initializer_list<Param> params) {
+    return query(sql, params);
+  }
 };
 
 // The seconds added to {now} (tests), shared by all connections of a Storage.

@@ -7,7 +7,11 @@
 // - a statement's first use prepares it in the same round trip as its run;
 // - a read-only transaction's COMMIT is sent without waiting for its
 //   answer, which is read (and any error in it ignored: nothing was
-//   written) before the connection's next use.
+//   written) before the connection's next use;
+// - write statements whose results the caller does not need
+//   (Conn::exec_later) are queued and travel with the next statement or
+//   the COMMIT, and a write's last query can carry its COMMIT
+//   (Conn::query_last).
 // Parameters go as text, bytea ones as binary; the server infers their
 // types from context, so SQL casts ambiguous ones (CAST($n AS BIGINT)).
 #include <libpq-fe.h>
@@ -57,6 +61,7 @@ class PgConn final : public Conn {
 
   void begin(bool write) override {
     drain_deferred();
+    pending_.clear();
     in_tx_ = true;
     begin_pending_ = true;
     write_ = write;
@@ -64,21 +69,26 @@ class PgConn final : public Conn {
 
   void commit() override {
     if (!in_tx_) return;
-    in_tx_ = false;
     if (begin_pending_) {  // nothing ran: nothing to commit
       begin_pending_ = false;
+      in_tx_ = false;
       return;
     }
-    if (!write_) {
+    if (!write_ && pending_.empty()) {
       // Read-only: its COMMIT's answer is read before the next use.
+      in_tx_ = false;
       queue_simple("COMMIT");
       sync();
       ++deferred_syncs_;
       return;
     }
+    // With the queued statements, if any. Should one of them fail, COMMIT
+    // does not run: in_tx_ stays set, so the caller's rollback() ends the
+    // aborted transaction.
     queue_simple("COMMIT");
-    sync();
-    collect(1, nullptr);
+    pending_.push_back({});
+    finish(-1, nullptr);
+    in_tx_ = false;
   }
 
   void rollback() noexcept override {
@@ -88,11 +98,23 @@ class PgConn final : public Conn {
       begin_pending_ = false;
       return;
     }
-    if (!c_ || PQstatus(c_) != CONNECTION_OK) return;
+    if (!c_ || PQstatus(c_) != CONNECTION_OK) {
+      pending_.clear();
+      return;
+    }
     try {
+      // Queued statements first, in a pipeline segment of their own: if one
+      // fails, the rest of its segment (a ROLLBACK too) would be skipped.
+      if (!pending_.empty()) {
+        try {
+          finish(-1, nullptr);
+        } catch (const DbError& e) {
+          if (e.kind == DbError::Kind::connection) return;
+        }
+      }
       queue_simple("ROLLBACK");
-      sync();
-      collect(1, nullptr);
+      pending_.push_back({});
+      finish(-1, nullptr);
     } catch (...) {
     }
   }
@@ -109,10 +131,38 @@ class PgConn final : public Conn {
     return changes;
   }
 
+  void exec_later(std::string_view sql, std::initializer_list<Param> params) override {
+    if (!in_tx_) {
+      exec(sql, params);
+      return;
+    }
+    send(sql, params.begin(), params.end());
+  }
+  void exec_later(std::string_view sql, const std::vector<Param>& params) override {
+    if (!in_tx_) {
+      query(sql, params);
+      return;
+    }
+    send(sql, params.data(), params.data() + params.size());
+  }
+
+  Rows query_last(std::string_view sql, std::initializer_list<Param> params) override {
+    if (!in_tx_ || !write_) return query(sql, params);
+    send(sql, params.begin(), params.end());
+    const int want = static_cast<int>(pending_.size()) - 1;
+    queue_simple("COMMIT");
+    pending_.push_back({});
+    ResultPtr res;
+    finish(want, &res);  // on an error in_tx_ stays set: see commit()
+    in_tx_ = false;
+    return decode(res.get());
+  }
+
   // A multi-statement script needs the simple query protocol: outside
   // pipeline mode, in one transaction.
   void exec_script(std::string_view sql) override {
     drain_deferred();
+    if (!pending_.empty()) finish(-1, nullptr);
     if (PQexitPipelineMode(c_) != 1) fail_conn("leaving pipeline mode");
     auto simple = [&](const std::string& text) {
       ResultPtr r(PQexec(c_, text.c_str()));
@@ -164,11 +214,11 @@ class PgConn final : public Conn {
     if (PQpipelineSync(c_) != 1) fail_conn("sync");
   }
 
-  // Reads the answers of `n` queued queries and the sync after them. The
-  // last one's result is handed to `last` (if any); the first error is
-  // thrown once the pipeline is drained up to its sync, its query's index
-  // in `failed_at`.
-  void collect(int n, ResultPtr* last, int* failed_at = nullptr) {
+  // Reads the answers of `n` queued queries and the sync after them. Query
+  // `want`'s result is handed to `out` (if any); the first error is thrown
+  // once the pipeline is drained up to its sync, its query's index in
+  // `failed_at`.
+  void collect(int n, int want, ResultPtr* out, int* failed_at = nullptr) {
     std::optional<DbError> err;
     for (int i = 0; i < n; ++i) {
       ResultPtr r(PQgetResult(c_));
@@ -186,7 +236,7 @@ class PgConn final : public Conn {
           err = error_of(r.get());
         }
       }
-      if (i == n - 1 && last) *last = std::move(r);
+      if (i == want && out) *out = std::move(r);
       // The end of this query's results.
       ResultPtr end(PQgetResult(c_));
       if (end.get()) {  // a query that returned more than one result: not ours
@@ -225,9 +275,9 @@ class PgConn final : public Conn {
   // The server-side prepared statement for `sql` on this connection (parsed
   // and planned once, not per call): looked up by the literal's address
   // first (no translation), then by the translated text. A new one is
-  // queued (PQsendPrepare) in front of its first run: `queued` counts it,
-  // `prepare_at` is its place in the pipeline.
-  const std::string& prepared(std::string_view sql, int& queued, int& prepare_at) {
+  // queued (PQsendPrepare) in front of its first run, with a slot in
+  // pending_.
+  const std::string& prepared(std::string_view sql) {
     const std::int64_t off = offset_ ? offset_->load() : 0;
     if (const std::string* name = by_address_.find(sql, off)) return *name;
     std::string text = translate(sql, /*sqlite=*/false, off);
@@ -235,20 +285,22 @@ class PgConn final : public Conn {
     if (it == names_.end()) {
       if (names_.size() >= 512) {  // built SQL with unforeseen variety: start over
         queue_simple("DEALLOCATE ALL");
-        ++queued;
+        pending_.push_back({});
         names_.clear();
         by_address_.clear();
       }
       std::string name = "k" + std::to_string(++prepared_count_);
       if (PQsendPrepare(c_, name.c_str(), text.c_str(), 0, nullptr) != 1) fail_conn("send");
-      prepare_at = queued++;
+      pending_.push_back({name});
       it = names_.emplace(std::move(text), std::move(name)).first;
     }
     by_address_.remember(sql, off, &it->second);
     return it->second;
   }
 
-  Rows run(std::string_view sql, const Param* pb, const Param* pe, std::int64_t* changes) {
+  // Queues one statement (and BEGIN or its PREPARE in front of it, if due)
+  // without waiting: its answer is read by finish().
+  void send(std::string_view sql, const Param* pb, const Param* pe) {
     drain_deferred();
     const auto n = static_cast<std::size_t>(pe - pb);
     std::vector<std::string> texts;  // NUL-terminated copies of integer and text parameters
@@ -274,44 +326,64 @@ class PgConn final : public Conn {
           break;
       }
     }
-    int queued = 0, prepare_at = -1;
     // BEGIN first: what runs before it in a pipeline is an implicit
     // transaction of its own (a PREPARE's parse already takes a snapshot).
     if (begin_pending_) {
       queue_simple(write_ ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-      ++queued;
+      pending_.push_back({});
       begin_pending_ = false;
     }
-    const std::string& name = prepared(sql, queued, prepare_at);
+    const std::string& name = prepared(sql);
+    // libpq copies the parameters into its output buffer here.
     if (PQsendQueryPrepared(c_, name.c_str(), static_cast<int>(n), values.data(), lengths.data(),
                             formats.data(), 0) != 1)
       fail_conn("send");
+    pending_.push_back({});
+  }
+
+  // Sends a sync after everything queued and reads all their answers; query
+  // `want`'s result goes to `out`.
+  void finish(int want, ResultPtr* out) {
+    std::vector<Slot> slots;
+    slots.swap(pending_);
     sync();
-    ResultPtr res;
     int failed_at = -1;
     try {
-      collect(queued + 1, &res, &failed_at);
+      collect(static_cast<int>(slots.size()), want, out, &failed_at);
     } catch (...) {
-      // The PREPARE itself failed (or never ran): prepare afresh next time.
-      if (prepare_at >= 0 && (failed_at < 0 || failed_at <= prepare_at)) forget(name);
+      // A PREPARE that failed or never ran: prepare afresh next time.
+      for (std::size_t j = 0; j < slots.size(); ++j) {
+        if (!slots[j].prepared.empty() && (failed_at < 0 || failed_at <= static_cast<int>(j)))
+          forget(slots[j].prepared);
+      }
       throw;
     }
+  }
+
+  Rows run(std::string_view sql, const Param* pb, const Param* pe, std::int64_t* changes) {
+    send(sql, pb, pe);
+    ResultPtr res;
+    finish(static_cast<int>(pending_.size()) - 1, &res);
     if (changes) {
       const char* t = PQcmdTuples(res.get());
       *changes = (t && *t) ? std::strtoll(t, nullptr, 10) : 0;
     }
-    const int nrows = PQntuples(res.get()), ncols = PQnfields(res.get());
+    return decode(res.get());
+  }
+
+  static Rows decode(const PGresult* res) {
+    const int nrows = PQntuples(res), ncols = PQnfields(res);
     std::vector<Oid> types(static_cast<std::size_t>(ncols));
-    for (int c = 0; c < ncols; ++c) types[static_cast<std::size_t>(c)] = PQftype(res.get(), c);
+    for (int c = 0; c < ncols; ++c) types[static_cast<std::size_t>(c)] = PQftype(res, c);
     Rows rows;
     rows.reserve(static_cast<std::size_t>(nrows));
     for (int r = 0; r < nrows; ++r) {
       Row row(static_cast<std::size_t>(ncols));
       for (int c = 0; c < ncols; ++c) {
-        if (PQgetisnull(res.get(), r, c)) continue;
+        if (PQgetisnull(res, r, c)) continue;
         Cell& cell = row[static_cast<std::size_t>(c)];
         cell.null = false;
-        const char* v = PQgetvalue(res.get(), r, c);
+        const char* v = PQgetvalue(res, r, c);
         switch (types[static_cast<std::size_t>(c)]) {
           case kOidBool: cell.i = (v[0] == 't') ? 1 : 0; break;
           case kOidInt2:
@@ -325,7 +397,7 @@ class PgConn final : public Conn {
             PQfreemem(b);
             break;
           }
-          default: cell.s.assign(v, static_cast<std::size_t>(PQgetlength(res.get(), r, c))); break;
+          default: cell.s.assign(v, static_cast<std::size_t>(PQgetlength(res, r, c))); break;
         }
       }
       rows.push_back(std::move(row));
@@ -336,7 +408,7 @@ class PgConn final : public Conn {
   // A statement whose PREPARE may have failed: prepare it afresh next time.
   void forget(const std::string& name) {
     for (auto it = names_.begin(); it != names_.end(); ++it) {
-      if (&it->second == &name) {
+      if (it->second == name) {
         names_.erase(it);
         break;
       }
@@ -353,6 +425,12 @@ class PgConn final : public Conn {
   bool begin_pending_ = false;  // BEGIN not sent yet: it goes with the first statement
   bool write_ = false;
   int deferred_syncs_ = 0;  // syncs sent whose answers are still to be read
+  // What was queued since the last sync, one slot per answer to read: the
+  // statement name of a PREPARE, empty for anything else.
+  struct Slot {
+    std::string prepared;
+  };
+  std::vector<Slot> pending_;
 };
 
 }  // namespace

@@ -249,16 +249,21 @@ class SqlStorage final : public Storage {
         all_final = add_blob(x, id, spec.rest_id, b) && all_final;
       }
       if (all_final) {
-        x.c.exec("UPDATE Transactions SET input_done = TRUE WHERE id = $1", {Param::int64(id)});
+        x.c.exec_later("UPDATE Transactions SET input_done = TRUE WHERE id = $1", {Param::int64(id)});
       }
+      std::string first_responses;
       if (spec.leased && spec.start_attempt) {
         const bool oneshot = !spec.final_attempt_reason && !spec.json.contains("retry");
-        claim(x, id, me, /*attempt=*/true, oneshot);
-        if (spec.first_attempt_responses)
-          x.c.exec("UPDATE TransactionAttempts SET responses = $1 WHERE transaction_id = $2 AND attempt_id = 1",
-                   {Param::text(json::serialize(*spec.first_attempt_responses)), Param::int64(id)});
+        // A new transaction: version 1, no attempt yet.
+        claim(x, id, me, /*attempt=*/true, oneshot, Claimed{1, 0});
+        if (spec.first_attempt_responses) {
+          first_responses = json::serialize(*spec.first_attempt_responses);
+          x.c.exec_later(
+              "UPDATE TransactionAttempts SET responses = $1 WHERE transaction_id = $2 AND attempt_id = 1",
+              {Param::text(first_responses), Param::int64(id)});
+        }
       }
-      TxRecord rec = load_in(x, spec.rest_id).value();
+      TxRecord rec = load_in(x, spec.rest_id, /*last=*/true).value();
       x.changes.push_back({spec.rest_id, rec.version});
       return rec;
     });
@@ -302,10 +307,16 @@ class SqlStorage final : public Storage {
     if (w.attempt_responses) responses_text = json::serialize(*w.attempt_responses);
 
     return run<WriteResult>(true, [&](Ctx& x) {
+      // Column 8: the latest attempt, where the write sets its responses.
       auto rows = x.c.query(
-          "SELECT id, version, json, final_attempt_reason, inflight_session_id, notification, "
-          "no_final_notification, message_builder IS NOT NULL FROM Transactions "
-          "WHERE rest_id = $1{for_update}",
+          w.attempt_responses
+              ? "SELECT id, version, json, final_attempt_reason, inflight_session_id, notification, "
+                "no_final_notification, message_builder IS NOT NULL, (SELECT MAX(attempt_id) FROM "
+                "TransactionAttempts a WHERE a.transaction_id = Transactions.id) FROM Transactions "
+                "WHERE rest_id = $1{for_update}"
+              : "SELECT id, version, json, final_attempt_reason, inflight_session_id, notification, "
+                "no_final_notification, message_builder IS NOT NULL FROM Transactions "
+                "WHERE rest_id = $1{for_update}",
           {Param::text(rest_id)});
       if (rows.empty()) fail(Errc::not_found, "unknown transaction");
       const auto& row = rows[0];
@@ -445,27 +456,28 @@ class SqlStorage final : public Storage {
         }
       }
       if (w.attempt_responses) {
-        const auto n = x.c.exec(
+        if (row[8].null) fail(Errc::conflict, "transaction has no attempt");
+        x.c.exec_later(
             "UPDATE TransactionAttempts SET responses = $1, last_update = {now} "
-            "WHERE transaction_id = $2 AND attempt_id = "
-            "(SELECT MAX(attempt_id) FROM TransactionAttempts WHERE transaction_id = $2)",
-            {Param::text(responses_text), Param::int64(id)});
-        if (n != 1) fail(Errc::conflict, "transaction has no attempt");
+            "WHERE transaction_id = $2 AND attempt_id = $3",
+            {Param::text(responses_text), Param::int64(id), Param::int64(row[8].i)});
         changed = true;
       }
       if (!changed) {
         out.version = version;
-        if (w.return_record) out.record = load_in(x, rest_id);
+        if (w.return_record) out.record = load_in(x, rest_id, /*last=*/true);
         return out;
       }
       params.push_back(Param::int64(id));
       const std::string sql = "UPDATE Transactions SET " + set + " WHERE id = $" +
-                              std::to_string(params.size()) + " RETURNING version";
-      auto upd = x.c.query(sql, params);
-      out.version = upd.at(0).at(0).i;
+                              std::to_string(params.size());
+      x.c.exec_later(sql, params);
+      // The row is this transaction's (locked by the SELECT above, or by
+      // SQLite's write lock): its version goes up by exactly one.
+      out.version = version + 1;
       out.changed = true;
       x.changes.push_back({rest_id, out.version});
-      if (w.return_record) out.record = load_in(x, rest_id);
+      if (w.return_record) out.record = load_in(x, rest_id, /*last=*/true);
       return out;
     });
   }
@@ -478,13 +490,15 @@ class SqlStorage final : public Storage {
     const auto me = session_id_.load();
     return run<AppendResult>(true, [&](Ctx& x) {
       auto txr = x.c.query(
-          "SELECT id, inflight_session_id, message_builder IS NOT NULL FROM Transactions "
-          "WHERE rest_id = $1{for_update}",
+          "SELECT id, inflight_session_id, message_builder IS NOT NULL, version, input_done "
+          "FROM Transactions WHERE rest_id = $1{for_update}",
           {Param::text(req.tx_rest_id)});
       if (txr.empty()) fail(Errc::not_found, "unknown transaction");
       const std::int64_t tx_id = txr[0][0].i;
       const auto lessee = opt_i(txr[0][1]);
       const bool has_mb = txr[0][2].i != 0;
+      const std::int64_t tx_version = txr[0][3].i;
+      const bool tx_input_done = txr[0][4].i != 0;
       if (lessee && *lessee != me) {
         auto s = x.c.query("SELECT uri FROM Sessions WHERE id = $1 AND live", {Param::int64(*lessee)});
         if (!s.empty()) fail(Errc::redirect, s[0][0].s);
@@ -533,8 +547,8 @@ class SqlStorage final : public Storage {
         std::int64_t off = stored;
         while (!tail.empty()) {
           const std::size_t k = std::min(tail.size(), opts_.chunk_size);
-          x.c.exec("INSERT INTO BlobChunks (blob_id, chunk_offset, data) VALUES ($1, $2, $3)",
-                   {Param::int64(blob_id), Param::int64(off), Param::blob(tail.substr(0, k))});
+          x.c.exec_later("INSERT INTO BlobChunks (blob_id, chunk_offset, data) VALUES ($1, $2, $3)",
+                         {Param::int64(blob_id), Param::int64(off), Param::blob(tail.substr(0, k))});
           off += static_cast<std::int64_t>(k);
           tail.remove_prefix(k);
         }
@@ -542,9 +556,9 @@ class SqlStorage final : public Storage {
       }
       if (req.total && !total) total = req.total;
       if (stored != out.blob.stored_length || total != out.blob.total) {
-        x.c.exec("UPDATE Blob SET stored_length = $1, length = $2, last_update = {now} WHERE id = $3",
-                 {Param::int64(stored), total ? Param::int64(*total) : Param::null(),
-                  Param::int64(blob_id)});
+        x.c.exec_later("UPDATE Blob SET stored_length = $1, length = $2, last_update = {now} WHERE id = $3",
+                       {Param::int64(stored), total ? Param::int64(*total) : Param::null(),
+                        Param::int64(blob_id)});
       }
       out.blob = {blob_id, stored, total, total && *total == stored};
       // The tx changes (one version bump) if its body was created here or
@@ -558,15 +572,14 @@ class SqlStorage final : public Storage {
         complete = open.at(0).at(0).i == 0;
       }
       if (body_created || complete) {
-        auto v = x.c.query(
+        x.c.exec_later(
             "UPDATE Transactions SET input_done = $2, version = version + 1, "
-            "last_update = {now} WHERE id = $1 RETURNING version",
+            "last_update = {now} WHERE id = $1",
             {Param::int64(tx_id), Param::boolean(complete)});
-        out.tx_version = v.at(0).at(0).i;
+        out.tx_version = tx_version + 1;  // the row is locked: see write()
         out.input_done = complete;
       } else {
-        auto done = x.c.query("SELECT input_done FROM Transactions WHERE id = $1", {Param::int64(tx_id)});
-        out.input_done = done.at(0).at(0).i != 0;
+        out.input_done = tx_input_done;
       }
       if (out.tx_version) x.changes.push_back({req.tx_rest_id, *out.tx_version});
       x.appends.push_back({req.tx_rest_id, req.blob_name, out.blob});
@@ -630,8 +643,9 @@ class SqlStorage final : public Storage {
     return run<StartedAttempt>(true, [&](Ctx& x) {
       check_session_live(x, me);
       auto rows = x.c.query(
-          "SELECT id, version, inflight_session_id, final_attempt_reason FROM Transactions "
-          "WHERE rest_id = $1{for_update}",
+          "SELECT id, version, inflight_session_id, final_attempt_reason, (SELECT "
+          "MAX(attempt_id) FROM TransactionAttempts a WHERE a.transaction_id = Transactions.id) "
+          "FROM Transactions WHERE rest_id = $1{for_update}",
           {Param::text(rest_id)});
       if (rows.empty()) fail(Errc::not_found, "unknown transaction");
       const std::int64_t id = rows[0][0].i;
@@ -643,7 +657,8 @@ class SqlStorage final : public Storage {
         fail(Errc::conflict, "transaction is leased by another session");
       }
       const bool set_oneshot = oneshot && rows[0][3].null;
-      StartedAttempt out = claim(x, id, me, /*attempt=*/true, set_oneshot);
+      StartedAttempt out = claim(x, id, me, /*attempt=*/true, set_oneshot,
+                                 Claimed{rows[0][1].i, rows[0][4].null ? 0 : rows[0][4].i});
       x.changes.push_back({rest_id, out.version});
       return out;
     });
@@ -748,9 +763,36 @@ class SqlStorage final : public Storage {
         {Param::int64(ttl.count())});
   }
 
-  // Leases tx `id` to `me`, bumps the version, and (attempt) inserts attempt max+1.
-  StartedAttempt claim(Ctx& x, std::int64_t id, std::int64_t me, bool attempt, bool set_oneshot) {
+  // The claimed row as the caller read it, under its lock.
+  struct Claimed {
+    std::int64_t version;
+    std::int64_t last_attempt;  // 0: none
+  };
+  // Leases tx `id` to `me`, bumps the version, and (attempt) inserts attempt
+  // max+1. Knowing the row (`known`), it needs no answers: its statements
+  // travel with the transaction's next one.
+  StartedAttempt claim(Ctx& x, std::int64_t id, std::int64_t me, bool attempt, bool set_oneshot,
+                       std::optional<Claimed> known = std::nullopt) {
     StartedAttempt out;
+    if (known) {
+      const char* lease =
+          set_oneshot
+              ? "UPDATE Transactions SET inflight_session_id = $1, inflight_session_live = TRUE, "
+                "version = version + 1, last_update = {now}, final_attempt_reason = 'oneshot' "
+                "WHERE id = $2"
+              : "UPDATE Transactions SET inflight_session_id = $1, inflight_session_live = TRUE, "
+                "version = version + 1, last_update = {now} WHERE id = $2";
+      if (attempt) {
+        out.attempt_id = known->last_attempt + 1;
+        x.c.exec_later(
+            "INSERT INTO TransactionAttempts (transaction_id, attempt_id, creation, last_update) "
+            "VALUES ($1, $2, {now}, {now})",
+            {Param::int64(id), Param::int64(out.attempt_id)});
+      }
+      x.c.exec_later(lease, {Param::int64(me), Param::int64(id)});
+      out.version = known->version + 1;
+      return out;
+    }
     if (attempt) {
       auto a = x.c.query(
           "INSERT INTO TransactionAttempts (transaction_id, attempt_id, creation, last_update) "
@@ -795,8 +837,8 @@ class SqlStorage final : public Storage {
         std::int64_t off = 0;
         while (!rest.empty()) {
           const std::size_t k = std::min(rest.size(), opts_.chunk_size);
-          x.c.exec("INSERT INTO BlobChunks (blob_id, chunk_offset, data) VALUES ($1, $2, $3)",
-                   {Param::int64(blob_id), Param::int64(off), Param::blob(rest.substr(0, k))});
+          x.c.exec_later("INSERT INTO BlobChunks (blob_id, chunk_offset, data) VALUES ($1, $2, $3)",
+                         {Param::int64(blob_id), Param::int64(off), Param::blob(rest.substr(0, k))});
           off += static_cast<std::int64_t>(k);
           rest.remove_prefix(k);
         }
@@ -817,7 +859,7 @@ class SqlStorage final : public Storage {
         break;
       }
     }
-    x.c.exec(
+    x.c.exec_later(
         "INSERT INTO TransactionBlobRefs (transaction_id, tx_rest_id, blob_id, rest_id) "
         "VALUES ($1, $2, $3, $4)",
         {Param::int64(tx_id), Param::text(tx_rest_id), Param::int64(blob_id), Param::text(b.name)});
@@ -851,10 +893,13 @@ class SqlStorage final : public Storage {
       "(SELECT MAX(attempt_id) FROM TransactionAttempts m WHERE m.transaction_id = t.id) "
       "WHERE t.rest_id = $1";
 
-  std::optional<TxRecord> load_in(Ctx& x, const std::string& rest_id) {
+  // last: the write's last statement (Conn::query_last; PostgreSQL only, its
+  // load is one statement): nothing may fail the transaction after it.
+  std::optional<TxRecord> load_in(Ctx& x, const std::string& rest_id, bool last = false) {
     const auto me = session_id_.load();
-    auto rows = x.c.query(sqlite_ ? std::string_view(kLoadSqlite) : std::string_view(kLoadPostgres),
-                          {Param::text(rest_id)});
+    auto rows = sqlite_ ? x.c.query(kLoadSqlite, {Param::text(rest_id)})
+                        : last ? x.c.query_last(kLoadPostgres, {Param::text(rest_id)})
+                               : x.c.query(kLoadPostgres, {Param::text(rest_id)});
     if (rows.empty()) return std::nullopt;
     const auto& r = rows[0];
     TxRecord t;
