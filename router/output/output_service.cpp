@@ -841,6 +841,10 @@ void OutputService::start_new(TxRecord rec) {
       s->release_slot();
       co_return;
     }
+    if (started->record) {
+      co_await run_attempt(s, std::move(*started->record), started->attempt_id, false);
+      co_return;
+    }
     auto g = [st, id]() { return st->load(id); };
     auto fresh = co_await offload_read(*s->d.pool, std::move(g));
     if (!fresh.ok()) {

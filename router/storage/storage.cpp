@@ -659,6 +659,8 @@ class SqlStorage final : public Storage {
       const bool set_oneshot = oneshot && rows[0][3].null;
       StartedAttempt out = claim(x, id, me, /*attempt=*/true, set_oneshot,
                                  Claimed{rows[0][1].i, rows[0][4].null ? 0 : rows[0][4].i});
+      // The caller goes on with the record: read in the same round trip.
+      out.record = load_in(x, rest_id, /*last=*/true);
       x.changes.push_back({rest_id, out.version});
       return out;
     });

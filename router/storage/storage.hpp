@@ -212,6 +212,7 @@ struct AppendResult {
 struct StartedAttempt {
   std::int64_t version = 0;
   std::int64_t attempt_id = 0;     // 0 for a notification-only claim
+  std::optional<TxRecord> record;  // start_attempt(): the record after the claim
 };
 
 struct Dequeued {

@@ -753,6 +753,11 @@ TEST_P(Attempts, StartWriteResponsesAndRelease) {
   ASSERT_TRUE(a.ok()) << a.error().message;
   EXPECT_EQ(a->attempt_id, 1);
   EXPECT_EQ(a->version, 2);
+  // The record after the claim comes with it.
+  ASSERT_TRUE(a->record);
+  EXPECT_EQ(a->record->version, 2);
+  EXPECT_TRUE(a->record->leased_by_me);
+  EXPECT_EQ(a->record->attempt_count, 1);
   EXPECT_EQ(s->start_attempt("t", 1, false).error().code, Errc::precondition_failed);
   TxWrite w;
   w.attempt_responses = obj(R"({"mail_response":{"code":250,"message":"ok"}})");
@@ -775,6 +780,10 @@ TEST_P(Attempts, StartWriteResponsesAndRelease) {
   auto a2 = s->start_attempt("t", l->version, false);
   ASSERT_TRUE(a2.ok());
   EXPECT_EQ(a2->attempt_id, 2);
+  ASSERT_TRUE(a2->record);
+  EXPECT_EQ(a2->record->attempt_count, 2);
+  EXPECT_FALSE(a2->record->attempt_responses);
+  EXPECT_EQ(a2->record->version, a2->version);
   auto l2 = s->load("t");
   EXPECT_EQ(l2->attempt_count, 2);
   EXPECT_FALSE(l2->attempt_responses);  // the new attempt has none yet
