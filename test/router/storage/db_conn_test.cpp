@@ -33,6 +33,14 @@ class ConnTest : public StorageTest {
     return db::open_sqlite(url_.substr(std::string("sqlite://").size()), 2000, &offset_);
   }
 
+  // Commits k = v on a_ in a transaction of its own (plain statements).
+  void put(const std::string& k, std::int64_t v) {
+    a_->begin(true);
+    a_->exec("DELETE FROM kv WHERE k = $1", {Param::text(k)});
+    a_->exec("INSERT INTO kv (k, v) VALUES ($1, $2)", {Param::text(k), Param::int64(v)});
+    a_->commit();
+  }
+
   // What another connection sees committed.
   std::string committed(const std::string& k) {
     auto rows = b_->query("SELECT v FROM kv WHERE k = $1", {Param::text(k)});
@@ -58,9 +66,7 @@ TEST_P(ConnTest, QueuedWritesRunInOrderAndCommit) {
 }
 
 TEST_P(ConnTest, AQueuedWriteThatFailsFailsTheNextQueryAndNothingIsCommitted) {
-  a_->begin(true);
-  a_->exec("INSERT INTO kv (k, v) VALUES ($1, $2)", {Param::text("dup"), Param::int64(1)});
-  a_->commit();
+  put("dup", 1);
 
   a_->begin(true);
   try {
@@ -77,16 +83,12 @@ TEST_P(ConnTest, AQueuedWriteThatFailsFailsTheNextQueryAndNothingIsCommitted) {
   EXPECT_EQ(committed("dup"), "1");
 
   // The connection is usable: a new transaction commits.
-  a_->begin(true);
-  a_->exec("INSERT INTO kv (k, v) VALUES ($1, $2)", {Param::text("z"), Param::int64(4)});
-  a_->commit();
+  put("z", 4);
   EXPECT_EQ(committed("z"), "4");
 }
 
 TEST_P(ConnTest, AQueuedWriteThatFailsFailsTheCommitAndNothingIsCommitted) {
-  a_->begin(true);
-  a_->exec("INSERT INTO kv (k, v) VALUES ($1, $2)", {Param::text("dup"), Param::int64(1)});
-  a_->commit();
+  put("dup", 1);
 
   a_->begin(true);
   a_->exec_later("UPDATE kv SET v = 5 WHERE k = $1", {Param::text("dup")});
@@ -141,9 +143,7 @@ TEST_P(ConnTest, LastQueryCommitsWithItsAnswer) {
   EXPECT_EQ(committed("w"), "none");
   EXPECT_EQ(committed("q"), "7");
   // Usable again.
-  a_->begin(true);
-  a_->exec("UPDATE kv SET v = 70 WHERE k = $1", {Param::text("q")});
-  a_->commit();
+  put("q", 70);
   EXPECT_EQ(committed("q"), "70");
 }
 
