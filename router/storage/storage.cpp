@@ -673,26 +673,29 @@ class SqlStorage final : public Storage {
     return run<std::vector<Dequeued>>(true, [&](Ctx& x) {
       check_session_live(x, me);
       std::vector<Dequeued> out;
+      // Each row locked (or SQLite's write lock): its version and last
+      // attempt are exact for claim().
       auto due = x.c.query(
-          "SELECT id FROM Transactions WHERE inflight_session_id IS NULL "
+          "SELECT id, rest_id, version, (SELECT MAX(attempt_id) FROM TransactionAttempts a "
+          "WHERE a.transaction_id = Transactions.id) FROM Transactions WHERE inflight_session_id IS NULL "
           "AND final_attempt_reason IS NULL AND (input_done OR creation_session_id = $1) "
           "AND (next_attempt_time IS NULL OR next_attempt_time <= {now}) "
           "ORDER BY next_attempt_time NULLS FIRST LIMIT $2{skip_locked}",
           {Param::int64(me), Param::int64(static_cast<std::int64_t>(max))});
-      std::vector<std::pair<std::int64_t, bool>> ids;
-      for (const auto& r : due) ids.emplace_back(r[0].i, false);
-      if (ids.size() < max) {
+      std::vector<std::pair<db::Row, bool>> rows;
+      for (auto& r : due) rows.emplace_back(std::move(r), false);
+      if (rows.size() < max) {
         auto late = x.c.query(
-            "SELECT id FROM Transactions WHERE inflight_session_id IS NULL "
+            "SELECT id, rest_id, version, NULL FROM Transactions WHERE inflight_session_id IS NULL "
             "AND notification AND no_final_notification ORDER BY id LIMIT $1{skip_locked}",
-            {Param::int64(static_cast<std::int64_t>(max - ids.size()))});
-        for (const auto& r : late) ids.emplace_back(r[0].i, true);
+            {Param::int64(static_cast<std::int64_t>(max - rows.size()))});
+        for (auto& r : late) rows.emplace_back(std::move(r), true);
       }
-      for (auto [id, notif_only] : ids) {
-        StartedAttempt a = claim(x, id, me, !notif_only, false);
-        auto rid = x.c.query("SELECT rest_id FROM Transactions WHERE id = $1", {Param::int64(id)});
+      for (const auto& [r, notif_only] : rows) {
+        StartedAttempt a = claim(x, r[0].i, me, !notif_only, false,
+                                 Claimed{r[2].i, r[3].null ? 0 : r[3].i});
         Dequeued d;
-        d.tx = load_in(x, rid.at(0).at(0).s).value();
+        d.tx = load_in(x, r[1].s).value();
         d.attempt_id = a.attempt_id;
         d.notification_only = notif_only;
         x.changes.push_back({d.tx.rest_id, d.tx.version});
@@ -771,47 +774,27 @@ class SqlStorage final : public Storage {
     std::int64_t last_attempt;  // 0: none
   };
   // Leases tx `id` to `me`, bumps the version, and (attempt) inserts attempt
-  // max+1. Knowing the row (`known`), it needs no answers: its statements
+  // max+1. It needs no answers (the caller knows the row): its statements
   // travel with the transaction's next one.
   StartedAttempt claim(Ctx& x, std::int64_t id, std::int64_t me, bool attempt, bool set_oneshot,
-                       std::optional<Claimed> known = std::nullopt) {
+                       Claimed known) {
     StartedAttempt out;
-    if (known) {
-      const char* lease =
-          set_oneshot
-              ? "UPDATE Transactions SET inflight_session_id = $1, inflight_session_live = TRUE, "
-                "version = version + 1, last_update = {now}, final_attempt_reason = 'oneshot' "
-                "WHERE id = $2"
-              : "UPDATE Transactions SET inflight_session_id = $1, inflight_session_live = TRUE, "
-                "version = version + 1, last_update = {now} WHERE id = $2";
-      if (attempt) {
-        out.attempt_id = known->last_attempt + 1;
-        x.c.exec_later(
-            "INSERT INTO TransactionAttempts (transaction_id, attempt_id, creation, last_update) "
-            "VALUES ($1, $2, {now}, {now})",
-            {Param::int64(id), Param::int64(out.attempt_id)});
-      }
-      x.c.exec_later(lease, {Param::int64(me), Param::int64(id)});
-      out.version = known->version + 1;
-      return out;
-    }
     if (attempt) {
-      auto a = x.c.query(
+      out.attempt_id = known.last_attempt + 1;
+      x.c.exec_later(
           "INSERT INTO TransactionAttempts (transaction_id, attempt_id, creation, last_update) "
-          "SELECT CAST($1 AS BIGINT), COALESCE(MAX(attempt_id), 0) + 1, {now}, "
-          "{now} FROM TransactionAttempts WHERE transaction_id = $1 RETURNING attempt_id",
-          {Param::int64(id)});
-      out.attempt_id = a.at(0).at(0).i;
+          "VALUES ($1, $2, {now}, {now})",
+          {Param::int64(id), Param::int64(out.attempt_id)});
     }
-    auto v = x.c.query(
+    x.c.exec_later(
         set_oneshot
             ? "UPDATE Transactions SET inflight_session_id = $1, inflight_session_live = TRUE, "
               "version = version + 1, last_update = {now}, final_attempt_reason = 'oneshot' "
-              "WHERE id = $2 RETURNING version"
+              "WHERE id = $2"
             : "UPDATE Transactions SET inflight_session_id = $1, inflight_session_live = TRUE, "
-              "version = version + 1, last_update = {now} WHERE id = $2 RETURNING version",
+              "version = version + 1, last_update = {now} WHERE id = $2",
         {Param::int64(me), Param::int64(id)});
-    out.version = v.at(0).at(0).i;
+    out.version = known.version + 1;
     return out;
   }
 
